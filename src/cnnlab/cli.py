@@ -1,0 +1,116 @@
+"""The command line: a thin Typer layer; each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CnnlabError, TrainingInterrupted
+
+app = typer.Typer(
+    help="Train the classic Fashion-MNIST CNN lab, compare runs, export to ONNX, look inside InceptionV3's stem.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print cnnlab's version and exit.")] = False,
+) -> None:
+    if version:
+        from . import __version__
+
+        typer.echo(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def command(fn: F) -> F:
+    """Register a command whose user errors end as one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CnnlabError as e:
+            raise _fail(str(e)) from None
+        except TrainingInterrupted:
+            raise _fail("interrupted; the last finished epoch's checkpoint is kept: rerun with --resume", 130) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+
+    app.command()(wrapper)
+    return fn
+
+
+@command
+def fit(
+    frac: Annotated[float, typer.Option(help="Fraction of the 50,000-image training pool to use (0, 1].")] = 0.2,
+    dropout: Annotated[float, typer.Option(help="Dropout after the first Dense layer, [0, 1); 0 = none.")] = 0.0,
+    epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: train up to this many).")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
+    optimizer: Annotated[str, typer.Option(help="rmsprop (Keras settings), adam or sgd.")] = "rmsprop",
+    init: Annotated[str, typer.Option(help="Weight init: keras (glorot-uniform, zero bias) or torch.")] = "keras",
+    seed: Annotated[int, typer.Option(help="Fixes the data subset, the shuffle and the initialization.")] = 42,
+    val_split: Annotated[float, typer.Option(help="Keras validation_split: last part of the subset.")] = 0.1,
+    eval_train: Annotated[bool, typer.Option(help="Also measure train loss/acc with dropout off each epoch.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four Fashion-MNIST IDX files.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: from the settings, e.g. frac0.2_drop0.0).")
+    ] = None,
+    logdir: Annotated[Path, typer.Option(help="TensorBoard log folder; runs go to LOGDIR/NAME/version_N.")] = Path(
+        "tb_logs"
+    ),
+    resume: Annotated[
+        bool, typer.Option(help="Continue the latest run of this name from its last checkpoint.")
+    ] = False,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu...")] = "auto",
+    devices: Annotated[str, typer.Option(help="Devices per node: 1, 2, auto, or a list like 0,1.")] = "1",
+    num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
+    strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp...")] = "auto",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, 16-mixed...")] = "32-true",
+    progress: Annotated[bool, typer.Option(help="Show the progress bar and model summary.")] = True,
+) -> None:
+    """Train the exercise's CNN on Fashion-MNIST and record the run for TensorBoard."""
+    from .training import FitConfig
+    from .training import fit as fit_run
+
+    cfg = FitConfig(frac=frac, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                    init=init, seed=seed, val_split=val_split, eval_train=eval_train,
+                    data_dir=str(data_dir) if data_dir else None, name=name, logdir=str(logdir), resume=resume,
+                    accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                    precision=precision, progress=progress)  # fmt: skip
+    result = fit_run(cfg)
+    if not result.history:
+        return
+    last, best = result.history[-1], result.best
+    table = Table(title=f"{result.run_dir}  ({len(result.history)} epochs, {result.status})")
+    for col in ("", "loss", "accuracy"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("train (last epoch)", f"{last['train_loss']:.4f}", f"{last['train_acc']:.4f}")
+    table.add_row("validation (last epoch)", f"{last['val_loss']:.4f}", f"{last['val_acc']:.4f}")
+    table.add_row(f"validation (best, epoch {best['epoch']})", f"{best['val_loss']:.4f}", f"{best['val_acc']:.4f}")
+    for split, m in result.test.items():
+        table.add_row(f"test: {split}", f"{m['loss']:.4f}", f"{m['acc']:.4f}")
+    console.print(table)
+    secs = result.epoch_seconds
+    console.print(f"training time per epoch: {sum(secs) / len(secs):.2f} s (mean of {len(secs)})")
+
+
+def main() -> None:
+    app()

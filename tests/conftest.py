@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cnnlab.data import SYSTEM_DIR, _missing_in, synthetic_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny learnable Fashion-MNIST look-alike: 600 training and 100 test images."""
+    return synthetic_fashion_mnist(tmp_path_factory.mktemp("synth"))
+
+
+def _real_dir() -> Path | None:
+    for folder in (os.environ.get("CNNLAB_DATA_DIR"), SYSTEM_DIR, "data"):
+        if folder and not _missing_in(Path(folder)):
+            return Path(folder)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    folder = _real_dir()
+    if folder is None:
+        pytest.skip("real Fashion-MNIST absent: `apt-get install dataset-fashion-mnist` or set CNNLAB_DATA_DIR")
+    return folder
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder, so default output folders (tb_logs/, exported/) land in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+
+runner = CliRunner()
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "fit" in proc.stdout
+
+
+def test_fit_help_lists_the_options():
+    result = runner.invoke(app, ["fit", "--help"])
+    assert result.exit_code == 0, result.output
+    for opt in ("--frac", "--dropout", "--epochs", "--resume", "--eval-train", "--devices", "--precision"):
+        assert opt in result.output
+
+
+def test_fit_through_the_cli(synth_dir, in_tmp):
+    result = runner.invoke(
+        app, ["fit", "--data-dir", str(synth_dir), "--frac", "0.5", "--epochs", "1", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "test: holdout" in result.output and "training time per epoch" in result.output
+    assert (in_tmp / "tb_logs" / "frac0.5_drop0.0" / "version_0" / "run.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frac", "0"], "--frac 0.0: must be in (0, 1]"),
+        (["--frac", "1.5"], "--frac 1.5: must be in (0, 1]"),
+        (["--dropout", "1"], "--dropout 1.0: must be in [0, 1)"),
+        (["--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--optimizer", "adagrad"], "--optimizer 'adagrad': unknown; choose one of rmsprop, adam, sgd"),
+        (["--data-dir", "/nonexistent"], "--data-dir /nonexistent: missing"),
+        (["--resume", "--name", "nothing"], "--resume: no run named 'nothing'"),
+        (["--accelerator", "tpu9"], "hardware options:"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(args, message, in_tmp):
+    result = runner.invoke(app, ["fit", "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_corrupt_data_exits_2(synth_dir, tmp_path, in_tmp):
+    import shutil
+
+    shutil.copytree(synth_dir, tmp_path / "d")
+    (tmp_path / "d" / "train-images-idx3-ubyte.gz").write_bytes(b"garbage")
+    result = runner.invoke(app, ["fit", "--no-progress", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2
+    assert "train-images-idx3-ubyte.gz: not an unsigned-byte IDX file" in result.stderr
