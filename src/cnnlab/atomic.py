@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _default_mode()  # mkstemp makes 0600 files; results should get the permissions any new file gets
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
@@ -26,6 +35,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _MODE)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -112,5 +112,46 @@ def fit(
     console.print(f"training time per epoch: {sum(secs) / len(secs):.2f} s (mean of {len(secs)})")
 
 
+@command
+def export(
+    source: Annotated[str, typer.Argument(help="A .ckpt file, or a run folder / run name (its best checkpoint).")],
+    output: Annotated[Path | None, typer.Option(help="Output file [default: exported/<run name>.onnx].")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    quantize: Annotated[str | None, typer.Option(help="Also write an int8 model (static QDQ): int8.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder for the parity check.")] = None,
+    logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+) -> None:
+    """Export a trained model to one self-contained ONNX file, verified against PyTorch first."""
+    from .export import export_onnx
+
+    r = export_onnx(source, output, opset, quantize, str(data_dir) if data_dir else None, logdir)
+    typer.echo(f"wrote {r.output}")
+    typer.echo(f"parity on {r.images_checked} {r.parity_images} images: max |onnxruntime - PyTorch| = "
+               f"{r.max_abs_diff:.2e} (limit 1e-4), predictions agree on all")  # fmt: skip
+    if r.int8_output:
+        typer.echo(f"wrote {r.int8_output} (int8 predictions agree with float32 on {r.int8_agreement:.2%})")
+
+
+@command
+def evaluate(
+    model: Annotated[str, typer.Argument(help="An .onnx file (onnxruntime), or a .ckpt / run folder (PyTorch).")],
+    split: Annotated[
+        str, typer.Option(help="holdout (the 10,000 held-out images) or official (the test set).")
+    ] = "holdout",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 1024,
+    provider: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    compare: Annotated[str | None, typer.Option(help="A second model to evaluate in the same run.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write confusion-matrix PNGs and report JSON here.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder.")] = None,
+    logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+) -> None:
+    """Evaluate a model in fast batches: accuracy, per-class accuracy, confusion matrix, images per second."""
+    from .reporting import evaluation_outputs
+
+    evaluation_outputs(model, compare, split, batch_size, provider, str(data_dir) if data_dir else None, logdir,
+                       out, json_output, console)  # fmt: skip
+
+
 def main() -> None:
     app()
