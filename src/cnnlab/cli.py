@@ -153,5 +153,54 @@ def evaluate(
                        out, json_output, console)  # fmt: skip
 
 
+@command
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Run folders (tb_logs/NAME/version_N) or names (latest version).")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for curves.png, curves_<run>.png, summary.md, summary.json.")
+    ] = Path("comparison"),
+    threshold: Annotated[float, typer.Option(help="Overfitting: final val loss this many % above its minimum.")] = 10.0,
+    log_loss: Annotated[bool, typer.Option(help="Log scale for the loss panels.")] = False,
+    logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+) -> None:
+    """Compare runs: learning curves on shared axes, a summary table and an overfitting verdict."""
+    from .compare import compare_runs
+
+    result = compare_runs(runs, out, logdir, threshold, log_loss)
+    console.print(result.table, markup=False, highlight=False, soft_wrap=True)
+    typer.echo(f"wrote {', '.join(str(f) for f in result.files)}")
+
+
+@command
+def study(
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 40,
+    fracs: Annotated[str, typer.Option(help="Comma-separated data fractions.")] = "0.2,1.0",
+    dropouts: Annotated[str, typer.Option(help="Comma-separated dropout rates.")] = "0,0.5",
+    seeds: Annotated[int, typer.Option(help="Seeds per setting (seed, seed+1, ...); >1 draws mean and bands.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for README.md, the figures and the tables.")] = Path("study_out"),
+    seed: Annotated[int, typer.Option(help="First seed.")] = 42,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
+    optimizer: Annotated[str, typer.Option(help="rmsprop, adam or sgd.")] = "rmsprop",
+    eval_train: Annotated[bool, typer.Option(help="Also measure train metrics with dropout off.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST files.")] = None,
+    logdir: Annotated[Path, typer.Option(help="TensorBoard log folder for the runs.")] = Path("tb_logs"),
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu...")] = "auto",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed...")] = "32-true",
+    progress: Annotated[bool, typer.Option(help="Show each run's progress bar.")] = True,
+) -> None:
+    """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison."""
+    from .study import parse_list, run_study
+    from .training import FitConfig
+
+    base = FitConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                     eval_train=eval_train, data_dir=str(data_dir) if data_dir else None, logdir=str(logdir),
+                     accelerator=accelerator, precision=precision, progress=progress)  # fmt: skip
+    result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
+                       log=lambda line: console.print(line, markup=False, highlight=False))  # fmt: skip
+    console.print(result.table, markup=False, highlight=False, soft_wrap=True)
+    typer.echo(f"wrote {out / 'README.md'}")
+
+
 def main() -> None:
     app()

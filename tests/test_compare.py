@@ -1,0 +1,108 @@
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnnlab.atomic import atomic_write_json
+from cnnlab.cli import app
+from cnnlab.compare import compare_runs
+from cnnlab.runs import write_history
+
+runner = CliRunner()
+
+
+def _fake_run(logdir, name, val_losses, frac=0.2, dropout=0.0, seed=42, eval_train=False):
+    """A run folder written by hand: no training, so every expected number is known."""
+    run = logdir / name / "version_0"
+    run.mkdir(parents=True)
+    rows = []
+    for i, vl in enumerate(val_losses, 1):
+        row = {
+            "epoch": i,
+            "train_loss": 1.0 / i,
+            "train_acc": 0.5 + 0.04 * i,
+            "val_loss": vl,
+            "val_acc": 0.5 + 0.03 * i,
+        }
+        if eval_train:
+            row |= {"train_eval_loss": 0.9 / i, "train_eval_acc": 0.55 + 0.04 * i}
+        rows.append(row)
+    write_history(run, rows)
+    atomic_write_json(run / "run.json", {"name": name, "status": "finished",
+                                         "hparams": {"frac": frac, "dropout": dropout, "seed": seed},
+                                         "test": {"holdout": {"acc": 0.8, "loss": 0.5}}})  # fmt: skip
+    return run
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    logdir = tmp_path / "tb"
+    over = _fake_run(logdir, "frac0.2_drop0.0", [0.9, 0.5, 0.4, 0.6, 0.8], eval_train=True)
+    fine = _fake_run(logdir, "frac0.2_drop0.5", [0.9, 0.6, 0.5, 0.45, 0.47], dropout=0.5)
+    return logdir, over, fine
+
+
+def test_summary_numbers_are_right(two_runs, tmp_path):
+    logdir, over, fine = two_runs
+    result = compare_runs([str(over), "frac0.2_drop0.5"], tmp_path / "out", logdir)
+    a, b = result.rows
+    assert a["min_val_loss_epoch"] == 3 and a["best_val_loss"] == 0.4 and a["final_val_loss"] == 0.8
+    assert a["val_loss_rise_pct"] == pytest.approx(100.0) and a["overfitting"] is True
+    assert a["gap_acc"] == pytest.approx((0.5 + 0.2) - (0.5 + 0.15))
+    assert a["gap_loss"] == pytest.approx(0.8 - 0.2)
+    assert a["best_val_acc"] == pytest.approx(0.65) and a["test_holdout_acc"] == 0.8 and a["test_official_acc"] is None
+    assert b["min_val_loss_epoch"] == 4 and b["val_loss_rise_pct"] == pytest.approx(100 * (0.47 / 0.45 - 1))
+    assert b["overfitting"] is False  # +4.4% is under the 10% threshold
+    assert compare_runs([str(over), str(fine)], tmp_path / "o2", logdir, threshold=150).rows[0]["overfitting"] is False
+
+
+def test_files_are_written_and_valid_pngs(two_runs, tmp_path):
+    logdir, over, fine = two_runs
+    out = tmp_path / "out"
+    compare_runs([str(over), str(fine)], out, logdir, log_loss=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["curves.png", "curves_frac0.2_drop0.0.png", "curves_frac0.2_drop0.5.png", "summary.json",
+                     "summary.md"]  # fmt: skip
+    with Image.open(out / "curves.png") as im:
+        assert im.format == "PNG" and im.size[0] > 900 and im.size[1] > 700
+    with Image.open(out / "curves_frac0.2_drop0.0.png") as im:
+        assert im.format == "PNG" and im.size[0] > 800 and im.size[1] > 300
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == ["frac0.2_drop0.0", "frac0.2_drop0.5"]
+    md = (out / "summary.md").read_text()
+    assert md.count("\n| frac0.2") == 2 and "yes (+100%)" in md
+
+
+def test_seeds_are_aggregated_with_mean_and_std(tmp_path):
+    logdir = tmp_path / "tb"
+    runs = [str(_fake_run(logdir, f"s{s}", [0.9, 0.5 + 0.1 * s], seed=s)) for s in (1, 2)]
+    result = compare_runs(runs, tmp_path / "out", logdir)
+    (row,) = result.rows
+    assert row["final_val_loss"]["mean"] == pytest.approx(0.65) and row["final_val_loss"]["std"] == pytest.approx(
+        0.0707, abs=1e-4
+    )
+    assert "± 0.0707" in result.table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["only_one"], "two or more runs"),
+        (["nope1", "nope2"], "nope1: not a run folder"),
+        (["{a}", "{b}", "--threshold", "0"], "--threshold 0.0"),
+    ],
+)
+def test_bad_input_exits_2(two_runs, args, message, in_tmp):
+    logdir, over, fine = two_runs
+    args = [a.format(a=over, b=fine) for a in args]
+    result = runner.invoke(app, ["compare", *args, "--logdir", str(logdir)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compare_cli(two_runs, in_tmp):
+    logdir, over, fine = two_runs
+    result = runner.invoke(app, ["compare", str(over), str(fine)])
+    assert result.exit_code == 0, result.output
+    assert "| frac0.2_drop0.0 |" in result.output and (in_tmp / "comparison" / "curves.png").is_file()
