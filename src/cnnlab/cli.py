@@ -202,5 +202,47 @@ def study(
     typer.echo(f"wrote {out / 'README.md'}")
 
 
+@command
+def filters(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Images to feed (JPEG, PNG, ...).", show_default=False)
+    ] = None,
+    probe: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe image: rainbow, hues, gratings, shapes, checker or all (repeatable)."),
+    ] = None,
+    weights: Annotated[
+        str, typer.Option(help="imagenet (torch hub cache or download), random, or a .pth / Keras .h5 file.")
+    ] = "imagenet",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("filters_out"),
+    normalize: Annotated[str, typer.Option(help="Filter tile scaling: per-filter or global.")] = "per-filter",
+    tensorboard: Annotated[Path | None, typer.Option(help="Also write the figures as TensorBoard images here.")] = None,
+    model: Annotated[str | None, typer.Option(help="Study a cnnlab checkpoint's first layer instead.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --weights random.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder (with --model and no images).")] = None,
+) -> None:
+    """Show what InceptionV3's first conv layer sees: filters, feature maps, taxonomy, tuning curves."""
+    from .filters import run_filters
+
+    result = run_filters([str(p) for p in images or []], probe, weights, out, normalize,
+                         str(tensorboard) if tensorboard else None, model, seed,
+                         str(data_dir) if data_dir else None)  # fmt: skip
+    table = Table(title=f"{result.title}: first conv layer")
+    for col in ("filter", "category", "L2 norm", "mean", "colour", "orient.", "partner"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for f in result.filters:
+        orient = "-" if f["orientation_deg"] is None else f"{f['orientation_deg']:.0f}°"
+        partner = "-" if f["partner"] is None else f"{f['partner']} ({f['partner_cosine']:+.2f})"
+        table.add_row(str(f["index"]), f["category"], f"{f['l2_norm']:.3f}", f"{f['mean_weight']:+.3f}",
+                      f"{f['colour_energy']:.0%}", orient, partner)  # fmt: skip
+    console.print(table)
+    for name, info in result.images.items():
+        acts = info["mean_activation"]
+        strongest = sorted(range(len(acts)), key=lambda i: -acts[i])[:5]
+        dead = f"; dead channels: {info['dead_channels']}" if info["dead_channels"] else ""
+        console.print(f"{name}: strongest mean activation in filters {strongest}{dead}", markup=False)
+    typer.echo(f"wrote {len(result.files)} files to {result.out}/")
+
+
 def main() -> None:
     app()
