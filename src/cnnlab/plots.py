@@ -209,7 +209,7 @@ def plot_overview(
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"{title}\neach triple: input | filter | feature map after BN + ReLU (shared scale)", fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.25)
     return save_figure(fig, path)
 
 
@@ -234,7 +234,7 @@ def plot_tuning(
     for ax in axes[-1]:
         ax.set_xlabel(xlabel, fontsize=7)
     fig.suptitle(f"{title}: mean activation_1 per filter (shared y-axis)", fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.07, top=0.92, wspace=0.3, hspace=0.35)  # tight_layout is slow
     return save_figure(fig, path)
 
 
