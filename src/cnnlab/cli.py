@@ -84,6 +84,10 @@ def fit(
     num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
     strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp...")] = "auto",
     precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, 16-mixed...")] = "32-true",
+    channels_last: Annotated[
+        bool, typer.Option(help="Channels-last (NHWC) memory format: faster on some hardware.")
+    ] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the network (costs a compile at start).")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar and model summary.")] = True,
 ) -> None:
     """Train the exercise's CNN on Fashion-MNIST and record the run for TensorBoard."""
@@ -94,7 +98,8 @@ def fit(
                     init=init, seed=seed, val_split=val_split, eval_train=eval_train,
                     data_dir=str(data_dir) if data_dir else None, name=name, logdir=str(logdir), resume=resume,
                     accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=precision, progress=progress)  # fmt: skip
+                    precision=precision, channels_last=channels_last, compile=compile,
+                    progress=progress)  # fmt: skip
     result = fit_run(cfg)
     if not result.history:
         return

@@ -274,9 +274,6 @@ class FashionMNISTDataModule(L.LightningDataModule):
             loaders.append(batches(self.train_set, self.eval_batch_size))
         return loaders
 
-    def test_dataloader(self) -> list[DataLoader]:
-        return [batches(self.holdout_set, self.eval_batch_size), batches(self.official_set, self.eval_batch_size)]
-
     def eval_set(self, split: str) -> InMemoryImages:
         """The named evaluation set: ``holdout``, ``official``, ``val`` or ``train``."""
         sets = {"holdout": "holdout_set", "official": "official_set", "val": "val_set", "train": "train_set"}

@@ -27,11 +27,11 @@ from .atomic import atomic_path, atomic_write_json
 from .data import FashionMNISTDataModule
 from .errors import CnnlabError, TrainingInterrupted
 from .evaluation import evaluate_torch
-from .lit import TEST_SETS, FashionClassifier, check_hparams
+from .lit import FashionClassifier, check_hparams
 from .runs import LAST_CKPT, RUN_JSON, check_name, new_version_dir, read_run, versions, write_history
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
-_HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "progress")
+_HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last", "compile", "progress")
 
 
 @dataclass
@@ -55,6 +55,8 @@ class FitConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    channels_last: bool = False  # NHWC memory format (a speed option)
+    compile: bool = False  # torch.compile the network (a speed option)
     progress: bool = True  # progress bar and model summary
 
     @property
@@ -137,7 +139,7 @@ class RunRecorder(Callback):
         if self._train_seconds is None:
             self._train_seconds = self._clock(pl_module) - self._t0
         epoch = trainer.current_epoch + 1
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = pl_module.epoch_metrics()
         row: dict[str, float] = {"epoch": epoch}
         for key in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
             if key in metrics:
@@ -149,8 +151,7 @@ class RunRecorder(Callback):
             self.write_info(status="running")
             assert isinstance(trainer.logger, TensorBoardLogger)
             for key, value in metrics.items():
-                if key.split("/")[0] in ("train", "val", "train_eval"):
-                    trainer.logger.experiment.add_scalar(key, value, epoch)
+                trainer.logger.experiment.add_scalar(key, value, epoch)
             trainer.logger.experiment.add_scalar("time/epoch_seconds", self._train_seconds, epoch)
             trainer.logger.experiment.flush()
         trainer.save_checkpoint(self.run_dir / LAST_CKPT, weights_only=False)  # all ranks call it; rank 0 writes
@@ -236,7 +237,8 @@ def fit(cfg: FitConfig) -> FitResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = FashionMNISTDataModule(cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed,
                                 eval_train=cfg.eval_train)  # fmt: skip
-    model = FashionClassifier(cfg.dropout, cfg.lr, cfg.optimizer, cfg.batch_size, cfg.init)
+    model = FashionClassifier(cfg.dropout, cfg.lr, cfg.optimizer, cfg.batch_size, cfg.init, cfg.channels_last,
+                              cfg.compile)  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
     assert dm.split is not None
@@ -298,7 +300,7 @@ def fit(cfg: FitConfig) -> FitResult:
     if not trainer.is_global_zero:
         return result
     # Test the final weights on the holdout and the official test set (rank 0 alone: no padded DDP samplers).
-    for split in TEST_SETS:
+    for split in ("holdout", "official"):
         result.test[split] = evaluate_torch(model.net, dm.eval_set(split), device=model.device)
         for k, v in result.test[split].items():
             logger.experiment.add_scalar(f"test/{split}/{k}", v, len(recorder.history))
