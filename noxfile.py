@@ -18,8 +18,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "fuzz", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "fuzz", "noxfile.py")
 
 
 @nox.session
@@ -34,3 +34,10 @@ def fit(session: nox.Session) -> None:
     """Train: `nox -s fit -- --frac 1.0 --dropout 0.5` (arguments after -- go to `cnnlab fit`)."""
     session.install("-e", ".")
     session.run("cnnlab", "fit", *session.posargs)
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the IDX reader and image loader for minutes: `nox -s fuzz -- --seconds 300`."""
+    session.install("-e", ".[dev]")
+    session.run("python", "fuzz/fuzz_readers.py", *(session.posargs or ["--seconds", "60", "--min-inputs", "200"]))

@@ -49,11 +49,11 @@ def load_checkpoint_dict(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise CnnlabError(f"{path}: is a folder, not a checkpoint file")
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is not a checkpoint of ours
-        raise CnnlabError(f"{path}: not a PyTorch checkpoint (not the zip archive torch.save writes)")
+        raise CnnlabError(f"{path}: not a PyTorch checkpoint (truncated, or not the zip archive torch.save writes)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), "objects beyond tensors")
+        why = next((ln.strip() for ln in str(e).splitlines() if "unsupported" in ln.lower()), "objects beyond tensors")
         raise CnnlabError(f"{path}: refused to load: it holds more than weights and plain data ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
 from .errors import CnnlabError
@@ -180,7 +180,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise CnnlabError(
             f"{p}: refused: over Pillow's decompression-bomb limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
+    except Exception as e:  # Pillow's decoders raise many types on corrupt data (OSError, TypeError, struct.error...)
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CnnlabError(f"{p}: not a readable image ({reason}); use a JPEG or PNG") from None
 

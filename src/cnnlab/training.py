@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from . import __version__
 from .atomic import atomic_path, atomic_write_json
+from .checkpoints import load_checkpoint_dict
 from .data import FashionMNISTDataModule
 from .errors import CnnlabError, TrainingInterrupted
 from .evaluation import evaluate_torch
@@ -144,17 +145,18 @@ class RunRecorder(Callback):
         for key in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
             if key in metrics:
                 row[key.replace("/", "_")] = metrics[key]
-        self.history.append(row)
-        self.epoch_seconds.append(round(self._train_seconds, 4))
-        if trainer.is_global_zero:
-            write_history(self.run_dir, self.history)
-            self.write_info(status="running")
-            assert isinstance(trainer.logger, TensorBoardLogger)
-            for key, value in metrics.items():
-                trainer.logger.experiment.add_scalar(key, value, epoch)
-            trainer.logger.experiment.add_scalar("time/epoch_seconds", self._train_seconds, epoch)
-            trainer.logger.experiment.flush()
-        trainer.save_checkpoint(self.run_dir / LAST_CKPT, weights_only=False)  # all ranks call it; rank 0 writes
+        with _commit():
+            self.history.append(row)
+            self.epoch_seconds.append(round(self._train_seconds, 4))
+            if trainer.is_global_zero:
+                write_history(self.run_dir, self.history)
+                self.write_info(status="running")
+                assert isinstance(trainer.logger, TensorBoardLogger)
+                for key, value in metrics.items():
+                    trainer.logger.experiment.add_scalar(key, value, epoch)
+                trainer.logger.experiment.add_scalar("time/epoch_seconds", self._train_seconds, epoch)
+                trainer.logger.experiment.flush()
+            trainer.save_checkpoint(self.run_dir / LAST_CKPT, weights_only=False)  # all ranks call it; rank 0 writes
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
@@ -182,22 +184,42 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+_interrupt = {"deferring": False, "pending": False}
+
+
 @contextlib.contextmanager
 def _sigint_stops_training() -> Iterator[None]:
     """Ctrl-C raises TrainingInterrupted: the epoch in progress is dropped, the last checkpoint stays."""
 
     def handler(signum: int, frame: Any) -> None:
+        if _interrupt["deferring"]:  # inside an epoch's commit: finish writing it first
+            _interrupt["pending"] = True
+            return
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
         raise TrainingInterrupted
 
-    if threading.current_thread() is threading.main_thread():  # signals can only be caught there
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    else:
+    if threading.current_thread() is not threading.main_thread():  # signals can only be caught there
         yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupt.update(deferring=False, pending=False)
+
+
+@contextlib.contextmanager
+def _commit() -> Iterator[None]:
+    """history.csv, run.json and last.ckpt of one epoch are written together: Ctrl-C waits until they are."""
+    _interrupt["deferring"] = True
+    try:
+        yield
+    finally:
+        _interrupt["deferring"] = False
+    if _interrupt["pending"]:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise TrainingInterrupted
 
 
 def _run_folder(cfg: FitConfig, name: str) -> Path:
@@ -233,6 +255,7 @@ def fit(cfg: FitConfig) -> FitResult:
     if cfg.resume:
         if not last.is_file():
             raise CnnlabError(f"--resume: {last} does not exist (the run ended before its first epoch); start anew")
+        load_checkpoint_dict(last)  # a clear error for a corrupt or unsafe file, before Lightning reads it
         cfg = _resumed_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = FashionMNISTDataModule(cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed,
