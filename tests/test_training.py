@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -55,6 +56,18 @@ def test_fit_writes_the_run_folder_contract(synth_dir, tmp_path):
 def test_eval_train_measures_without_dropout(synth_dir, tmp_path):
     rows = fit(_cfg(synth_dir, tmp_path, dropout=0.9, eval_train=True)).history
     assert rows[0]["train_eval_loss"] != rows[0]["train_loss"]
+
+
+def test_epoch_seconds_exclude_validation(synth_dir, tmp_path, monkeypatch):
+    step = FashionClassifier.validation_step
+
+    def slow_validation(self, *args, **kwargs):
+        time.sleep(1.0)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(FashionClassifier, "validation_step", slow_validation)
+    result = fit(_cfg(synth_dir, tmp_path, epochs=2))
+    assert all(0 < s < 1.0 for s in result.epoch_seconds), result.epoch_seconds  # 8 small batches, no sleep
 
 
 def test_a_second_run_gets_a_new_version(synth_dir, tmp_path):

@@ -21,6 +21,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from . import __version__
 from .atomic import atomic_path, atomic_write_json
@@ -131,7 +132,9 @@ class RunRecorder(Callback):
         self._t0 = self._clock(pl_module)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.training and self._train_seconds is None:  # training batches are done; validation not timed
+        # The epoch's training batches are done: validation (and the best checkpoint's save) is not timed.
+        # (trainer.training is False here: during fit's validation the trainer's stage is "validate".)
+        if trainer.state.fn == TrainerFn.FITTING and self._train_seconds is None:
             self._train_seconds = self._clock(pl_module) - self._t0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
