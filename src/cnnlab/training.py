@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -174,6 +174,13 @@ class RunRecorder(Callback):
         atomic_write_json(self.run_dir / RUN_JSON, self.info)
 
 
+class _ProgressBar(RichProgressBar):
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the run folder's version, shown as "0.000": noise next to the metrics
+        return metrics
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("💡 Tip")  # Lightning's advertisements for its cloud services
@@ -294,7 +301,8 @@ def fit(cfg: FitConfig) -> FitResult:
         trainer = L.Trainer(
             max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
             strategy=cfg.strategy, precision=cfg.precision,  # type: ignore[arg-type]
-            logger=logger, callbacks=[recorder, best], plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0,
+            logger=logger, callbacks=[recorder, best, *([_ProgressBar()] if cfg.progress else [])],
+            plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0,
             enable_progress_bar=cfg.progress, enable_model_summary=cfg.progress, log_every_n_steps=50,
             default_root_dir=run_dir,
         )  # fmt: skip
