@@ -311,7 +311,7 @@ def fit(cfg: FitConfig) -> FitResult:
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
     os.environ[_RUN_DIR_ENV] = str(run_dir)
-    status = "finished"
+    status = "failed"  # until fit returns: a crash of any kind is recorded as one
     try:
         with _sigint_stops_training(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory batches need none
@@ -319,11 +319,11 @@ def fit(cfg: FitConfig) -> FitResult:
             warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
             warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")  # Lightning vs newer torch
             trainer.fit(model, datamodule=dm, ckpt_path=last if cfg.resume else None, weights_only=True)
+        status = "finished"
     except TrainingInterrupted:
         status = "interrupted"
         raise
     except CnnlabError as e:
-        status = "failed"
         recorder.info["message"] = str(e)
         raise
     finally:
