@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .errors import CnnlabError
+from .errors import CnnlabError, first_line
 from .model import KerasCNN
 from .runs import BEST_CKPT, LAST_CKPT, RUN_JSON, read_run, resolve_run
 
@@ -56,8 +56,9 @@ def load_checkpoint_dict(path: Path) -> dict[str, Any]:
         why = next((ln.strip() for ln in str(e).splitlines() if "unsupported" in ln.lower()), "objects beyond tensors")
         raise CnnlabError(f"{path}: refused to load: it holds more than weights and plain data ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CnnlabError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt? {reason})") from None
+        raise CnnlabError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt? {first_line(e)})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CnnlabError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     return ckpt
@@ -76,8 +77,7 @@ def load_network(source: str | os.PathLike[str], logdir: Path = Path("tb_logs"))
     try:
         net.load_state_dict(weights, strict=True)
     except (RuntimeError, TypeError) as e:
-        reason = str(e).strip().splitlines()[0][:200]
-        raise CnnlabError(f"{path}: a checkpoint of another model, not cnnlab's CNN ({reason})") from None
+        raise CnnlabError(f"{path}: a checkpoint of another model, not cnnlab's CNN ({first_line(e)})") from None
     net.eval()
     info = read_run(run_dir) if run_dir else {}
     return LoadedNetwork(net, path, run_dir, dict(hparams), info)

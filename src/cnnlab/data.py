@@ -150,6 +150,13 @@ class Split:
         return hashlib.sha256(self.train.numpy().astype("<i8").tobytes()).hexdigest()[:16]
 
 
+def check_fractions(frac: float, val_split: float) -> None:
+    if not 0 < frac <= 1:
+        raise CnnlabError(f"--frac {frac}: must be in (0, 1], e.g. 0.2 for 20% of the training pool")
+    if not 0 < val_split < 1:
+        raise CnnlabError(f"--val-split {val_split}: must be in (0, 1), e.g. 0.1")
+
+
 def make_split(n: int, frac: float, val_split: float, seed: int, split_seed: int = SPLIT_SEED) -> Split:
     """The exercise's split of the ``n`` official training images.
 
@@ -157,10 +164,7 @@ def make_split(n: int, frac: float, val_split: float, seed: int, split_seed: int
     seeded by ``seed`` orders it, and the first round(frac * pool) images are used, so smaller fractions lie
     inside larger ones. Keras-style, the last ``val_split`` of that subset is validation.
     """
-    if not 0 < frac <= 1:
-        raise CnnlabError(f"--frac {frac}: must be in (0, 1], e.g. 0.2 for 20% of the training pool")
-    if not 0 < val_split < 1:
-        raise CnnlabError(f"--val-split {val_split}: must be in (0, 1), e.g. 0.1")
+    check_fractions(frac, val_split)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     n_holdout = round(n * HOLDOUT_FRACTION)
     pool, holdout = perm[: n - n_holdout], perm[n - n_holdout :]
@@ -236,7 +240,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise CnnlabError(f"--batch-size {batch_size}: must be at least 1")
-        make_split(600, frac, val_split, seed)  # validate frac and val_split early, before any file is read
+        check_fractions(frac, val_split)  # early, before any file is read
         self.data_dir, self.download = data_dir, download
         self.frac, self.val_split, self.seed, self.eval_train = frac, val_split, seed, eval_train
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

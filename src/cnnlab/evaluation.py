@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import CLASS_NAMES, FashionMNISTDataModule, InMemoryImages
-from .errors import CnnlabError
+from .errors import CnnlabError, first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
 SPLITS = ("holdout", "official")
@@ -107,8 +107,7 @@ def _onnx_predictor(path: Path, provider: str) -> tuple[Any, str]:
     try:
         session = ort_session(path, use)
     except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, InvalidGraph, ...)
-        reason = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
-        raise CnnlabError(f"{path}: onnxruntime cannot load this model ({reason})") from None
+        raise CnnlabError(f"{path}: onnxruntime cannot load this model ({first_line(e, 240)})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     shape = list(inputs[0].shape) if inputs else []
     if len(inputs) != 1 or len(shape) != 4 or shape[1:] != [1, 28, 28] or inputs[0].type != "tensor(float)":

@@ -35,14 +35,16 @@ class ExportResult:
     int8_agreement: float | None = None  # share of parity images whose int8 prediction equals float32's
 
 
-def parity_images(data_dir: str | None, n: int = 1000) -> tuple[torch.Tensor, str]:
-    """Real holdout images when the dataset is found, else seeded random ones: uint8 (n, 1, 28, 28)."""
+def reference_images(data_dir: str | None, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Parity images (holdout), calibration images (training subset) and their kind, read once; without the
+    dataset, seeded random images serve both. All uint8 (N, 1, 28, 28)."""
     try:
         dm = FashionMNISTDataModule(data_dir, download=False)
-        return dm.eval_set("holdout").images[:n], "holdout"
+        return dm.eval_set("holdout").images[:n], dm.eval_set("train").images[:512], "holdout"
     except CnnlabError:
         g = torch.Generator().manual_seed(0)
-        return torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8), "synthetic"
+        images = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+        return images, images[:512], "synthetic"
 
 
 def _to_onnx(net: torch.nn.Module, opset: int | None) -> onnx.ModelProto:
@@ -97,7 +99,7 @@ def export_onnx(
     _set_metadata(model, _metadata(loaded))
     onnx.checker.check_model(model, full_check=True)
     blob = model.SerializeToString()
-    images, kind = parity_images(data_dir)
+    images, calib, kind = reference_images(data_dir)
     expected = torch_logits(loaded.net, images)
     got = ort_logits(ort_session(blob), images)
     diff = float(np.abs(got - expected).max())
@@ -110,24 +112,18 @@ def export_onnx(
     atomic_write_bytes(out, blob)  # only now, and atomically: a failed export never replaces a good file
     result = ExportResult(out, diff, len(images), kind)
     if quantize == "int8":
-        result.int8_output, result.int8_agreement = quantize_int8(out, loaded, data_dir, expected.argmax(1), images)
+        result.int8_output, result.int8_agreement = quantize_int8(out, loaded, calib, expected.argmax(1), images)
     return result
 
 
 def quantize_int8(
-    float_model: Path, loaded: LoadedNetwork, data_dir: str | None, reference: np.ndarray, images: torch.Tensor
+    float_model: Path, loaded: LoadedNetwork, calib: torch.Tensor, reference: np.ndarray, images: torch.Tensor
 ) -> tuple[Path, float]:
     """Static QDQ int8 quantization, calibrated on training images; written beside the float model."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    try:
-        dm = FashionMNISTDataModule(data_dir, download=False)
-        calib = dm.eval_set("train").images[:512]
-    except CnnlabError:
-        calib = images[:512]  # no dataset: calibrate on the parity images
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -19,7 +19,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import nn
 
-from .errors import CnnlabError
+from .errors import CnnlabError, first_line
 from .probes import DEFAULT_PROBES, PROBES, grating, make_probe, solid_hue
 
 WEIGHT_CHOICES = ("imagenet", "random")  # or a PATH
@@ -76,10 +76,9 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, weights_only=True)
     except Exception as e:  # offline machines fail in many ways (URLError, socket errors, partial files)
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CnnlabError(
             f"InceptionV3 ImageNet weights are not in the torch hub cache ({cached}) and could not be downloaded "
-            f"({reason}); put {url} at that path, or pass --weights PATH (torchvision .pth or Keras .h5) "
+            f"({first_line(e, 160)}); put {url} at that path, or pass --weights PATH (torchvision .pth or Keras .h5) "
             "or --weights random"
         ) from None
 
@@ -143,7 +142,7 @@ def load_inception(weights: str = "imagenet", seed: int = 0) -> Stem:
     try:
         missing = model.load_state_dict(state, strict=False).missing_keys
     except RuntimeError as e:
-        raise CnnlabError(f"{path}: weights do not fit InceptionV3 ({str(e).splitlines()[0][:200]})") from None
+        raise CnnlabError(f"{path}: weights do not fit InceptionV3 ({first_line(e)})") from None
     return _inception_stem(model, f"weights from {path.name}" + (" (partial)" if missing else ""), False)
 
 
@@ -181,16 +180,19 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             f"{p}: refused: over Pillow's decompression-bomb limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels"
         ) from None
     except Exception as e:  # Pillow's decoders raise many types on corrupt data (OSError, TypeError, struct.error...)
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CnnlabError(f"{p}: not a readable image ({reason}); use a JPEG or PNG") from None
+        raise CnnlabError(f"{p}: not a readable image ({first_line(e, 160)}); use a JPEG or PNG") from None
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # high bit depth: scale to 8 bits, not clip
         a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        top = 65535.0 if img.mode.startswith("I;16") else (hi if hi > lo else 1.0)
-        gray = np.clip((a - (lo if img.mode == "F" else 0)) / (top - (lo if img.mode == "F" else 0) or 1) * 255, 0, 255)
+        if img.mode.startswith("I;16"):
+            lo, hi = 0.0, 65535.0
+        elif img.mode == "F":  # floats: stretch their own range
+            lo, hi = float(a.min()), float(a.max())
+        else:  # 32-bit integers: scale by the largest value
+            lo, hi = 0.0, max(float(a.max()), 1.0)
+        gray = np.clip((a - lo) / ((hi - lo) or 1.0) * 255, 0, 255)
         return np.repeat(gray.astype(np.uint8)[..., None], 3, -1)
     if img.mode in ("P", "PA") or "A" in img.getbands():  # transparency: composite on white
         rgba = img.convert("RGBA")

@@ -26,8 +26,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from . import __version__
 from .atomic import atomic_path, atomic_write_json
 from .checkpoints import load_checkpoint_dict
-from .data import FashionMNISTDataModule
-from .errors import CnnlabError, TrainingInterrupted
+from .data import FashionMNISTDataModule, check_fractions
+from .errors import CnnlabError, TrainingInterrupted, first_line
 from .evaluation import evaluate_torch
 from .lit import FashionClassifier, check_hparams
 from .runs import LAST_CKPT, RUN_JSON, check_name, new_version_dir, read_run, versions, write_history
@@ -80,7 +80,7 @@ class FitConfig:
         if self.num_nodes < 1:
             raise CnnlabError(f"--num-nodes {self.num_nodes}: must be at least 1")
         check_hparams(self.dropout, self.lr, self.optimizer, self.init)
-        FashionMNISTDataModule(frac=self.frac, val_split=self.val_split)  # validates frac and val_split
+        check_fractions(self.frac, self.val_split)
         check_name(self.run_name)
 
 
@@ -307,7 +307,7 @@ def fit(cfg: FitConfig) -> FitResult:
             default_root_dir=run_dir,
         )  # fmt: skip
     except (ValueError, RuntimeError, TypeError) as e:  # Lightning's MisconfigurationException is a ValueError
-        raise CnnlabError(f"hardware options: {str(e).splitlines()[0]}") from None
+        raise CnnlabError(f"hardware options: {first_line(e, 300)}") from None
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
     os.environ[_RUN_DIR_ENV] = str(run_dir)
