@@ -34,3 +34,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in an empty folder, so default output folders (tb_logs/, exported/) land in tmp_path."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One short real training run shared by the test modules (read it, never change it): 3 epochs with dropout
+    and the dropout-off training measurement, on the synthetic data."""
+    from cnnlab.training import FitConfig, fit
+
+    cfg = FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path_factory.mktemp("shared_tb")), frac=0.5, epochs=3,
+                    dropout=0.5, lr=1e-3, eval_train=True, progress=False)  # fmt: skip
+    return fit(cfg)

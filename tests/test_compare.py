@@ -12,9 +12,9 @@ from cnnlab.runs import write_history
 runner = CliRunner()
 
 
-def _fake_run(logdir, name, val_losses, frac=0.2, dropout=0.0, seed=42, eval_train=False):
+def _fake_run(logdir, name, val_losses, frac=0.2, dropout=0.0, seed=42, eval_train=False, version=0, **settings):
     """A run folder written by hand: no training, so every expected number is known."""
-    run = logdir / name / "version_0"
+    run = logdir / name / f"version_{version}"
     run.mkdir(parents=True)
     rows = []
     for i, vl in enumerate(val_losses, 1):
@@ -29,9 +29,14 @@ def _fake_run(logdir, name, val_losses, frac=0.2, dropout=0.0, seed=42, eval_tra
             row |= {"train_eval_loss": 0.9 / i, "train_eval_acc": 0.55 + 0.04 * i}
         rows.append(row)
     write_history(run, rows)
-    atomic_write_json(run / "run.json", {"name": name, "status": "finished",
+    config = {"frac": frac, "dropout": dropout, "seed": seed, "epochs": len(val_losses), "batch_size": 32,
+              "lr": 1e-4, "optimizer": "rmsprop", "init": "keras", "val_split": 0.1} | settings  # fmt: skip
+    best = min(range(len(rows)), key=lambda i: val_losses[i]) + 1
+    test = {"best": {"epoch": best, "holdout": {"acc": 0.81, "loss": 0.5}},
+            "last": {"epoch": len(rows), "holdout": {"acc": 0.8, "loss": 0.6}}}  # fmt: skip
+    atomic_write_json(run / "run.json", {"name": name, "status": "finished", "config": config,
                                          "hparams": {"frac": frac, "dropout": dropout, "seed": seed},
-                                         "test": {"holdout": {"acc": 0.8, "loss": 0.5}}})  # fmt: skip
+                                         "test": test})  # fmt: skip
     return run
 
 
@@ -51,7 +56,8 @@ def test_summary_numbers_are_right(two_runs, tmp_path):
     assert a["val_loss_rise_pct"] == pytest.approx(100.0) and a["overfitting"] is True
     assert a["gap_acc"] == pytest.approx((0.5 + 0.2) - (0.5 + 0.15))
     assert a["gap_loss"] == pytest.approx(0.8 - 0.2)
-    assert a["best_val_acc"] == pytest.approx(0.65) and a["test_holdout_acc"] == 0.8 and a["test_official_acc"] is None
+    assert a["best_val_acc"] == pytest.approx(0.65) and a["test_official_acc_last"] is None
+    assert a["test_holdout_acc_best"] == 0.81 and a["test_holdout_acc_last"] == 0.8
     assert b["min_val_loss_epoch"] == 4 and b["val_loss_rise_pct"] == pytest.approx(100 * (0.47 / 0.45 - 1))
     assert b["overfitting"] is False  # +4.4% is under the 10% threshold
     assert compare_runs([str(over), str(fine)], tmp_path / "o2", logdir, threshold=150).rows[0]["overfitting"] is False
@@ -72,6 +78,7 @@ def test_files_are_written_and_valid_pngs(two_runs, tmp_path):
     assert [r["run"] for r in summary["runs"]] == ["frac0.2_drop0.0", "frac0.2_drop0.5"]
     md = (out / "summary.md").read_text()
     assert md.count("\n| frac0.2") == 2 and "yes (+100%)" in md
+    assert "holdout acc (best ckpt)" in md and "holdout acc (last epoch)" in md and "| 0.8100 | 0.8000 |" in md
 
 
 def test_seeds_are_aggregated_with_mean_and_std(tmp_path):
@@ -82,7 +89,41 @@ def test_seeds_are_aggregated_with_mean_and_std(tmp_path):
     assert row["final_val_loss"]["mean"] == pytest.approx(0.65) and row["final_val_loss"]["std"] == pytest.approx(
         0.0707, abs=1e-4
     )
-    assert "± 0.0707" in result.table
+    assert "± 0.0707" in result.table and "(mean of 2 seeds: 1, 2)" in row["run"]
+
+
+def _rows_without_spread(result):
+    return all(not isinstance(v, dict) for row in result.rows for k, v in row.items() if k != "settings")
+
+
+def test_runs_that_differ_in_another_setting_are_never_averaged(tmp_path):
+    logdir = tmp_path / "tb"
+    a = _fake_run(logdir, "frac0.2_drop0.0", [0.9, 0.5])
+    b = _fake_run(logdir, "frac0.2_drop0.0_adam", [0.9, 0.7], optimizer="adam", lr=1e-3)
+    result = compare_runs([str(a), str(b)], tmp_path / "out", logdir)
+    assert len(result.rows) == 2 and _rows_without_spread(result) and "±" not in result.table
+    labels = [r["run"] for r in result.rows]
+    assert labels == ["frac0.2_drop0.0 (lr 0.0001, optimizer rmsprop)",
+                      "frac0.2_drop0.0_adam (lr 0.001, optimizer adam)"]  # fmt: skip
+
+
+def test_two_versions_with_the_same_seed_are_not_seeds(tmp_path):
+    logdir = tmp_path / "tb"
+    runs = [str(_fake_run(logdir, "same", [0.9, 0.5 + 0.1 * v], version=v)) for v in (0, 1)]
+    result = compare_runs(runs, tmp_path / "out", logdir)
+    assert [r["run"] for r in result.rows] == ["same/version_0", "same/version_1"] and _rows_without_spread(result)
+
+
+def test_groups_average_and_single_runs_stand_side_by_side(tmp_path):
+    logdir = tmp_path / "tb"
+    seeds = [str(_fake_run(logdir, f"d_seed{s}", [0.9, 0.5 + 0.01 * s], seed=s, dropout=0.5)) for s in (1, 2, 3)]
+    alone = str(_fake_run(logdir, "e80", [0.9, 0.4, 0.45]))
+    result = compare_runs([*seeds, alone], tmp_path / "out", logdir)
+    averaged, single = result.rows
+    assert averaged["run"] == "frac 0.2, dropout 0.5, epochs 2 (mean of 3 seeds: 1, 2, 3)"
+    assert averaged["final_val_loss"]["mean"] == pytest.approx(0.52) and single["run"] == "e80 (epochs 3)"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["runs"]) == 4 and len(summary["table"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -13,17 +13,13 @@ from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import evaluate, ort_logits, ort_session, torch_logits
 from cnnlab.export import export_onnx
-from cnnlab.training import FitConfig, fit
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run_dir(synth_dir, tmp_path_factory):
-    logdir = tmp_path_factory.mktemp("runs")
-    cfg = FitConfig(data_dir=str(synth_dir), logdir=str(logdir), frac=0.5, epochs=2, dropout=0.5, lr=1e-3,
-                    progress=False)  # fmt: skip
-    return fit(cfg).run_dir
+def run_dir(trained):
+    return trained.run_dir
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +150,35 @@ def test_int8_quantization(run_dir, synth_dir, tmp_path):
     assert result.int8_agreement is not None and result.int8_agreement > 0.8
     report, _ = evaluate(result.int8_output, data_dir=str(synth_dir))
     assert report.images == 100
+
+
+def test_a_named_data_folder_never_falls_back_to_random_images(run_dir, in_tmp):
+    result = runner.invoke(app, ["export", str(run_dir), "--data-dir", "/nonexistent"])
+    assert result.exit_code == 2, result.output
+    assert "--data-dir /nonexistent: missing" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (in_tmp / "exported").exists()
+
+
+def test_without_the_dataset_the_fallback_is_said_and_recorded(run_dir, in_tmp, monkeypatch):
+    from cnnlab import data
+
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DIR", in_tmp / "no_system_copy")  # CACHE_DIR is data/ in the empty cwd
+    result = runner.invoke(app, ["export", str(run_dir), "--output", "m.onnx"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: Fashion-MNIST not found") and "random" in result.stderr
+    meta = {p.key: p.value for p in onnx.load(str(in_tmp / "m.onnx")).metadata_props}
+    assert meta["parity_images"] == "random"
+
+
+def test_checkpoint_choice_for_export_and_evaluate(run_dir, synth_dir, tmp_path):
+    for which in ("best", "last"):
+        result = export_onnx(run_dir, tmp_path / f"{which}.onnx", data_dir=str(synth_dir), checkpoint=which)
+        meta = {p.key: p.value for p in onnx.load(str(result.output)).metadata_props}
+        assert meta["source_checkpoint"].endswith(f"{which}.ckpt") and meta["parity_images"] == "holdout"
+        report, _ = evaluate(run_dir, data_dir=str(synth_dir), checkpoint=which)
+        assert report.checkpoint is not None and report.checkpoint.endswith(f"{which}.ckpt")
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--checkpoint", "newest", "--data-dir", str(synth_dir)])
+    assert result.exit_code == 2 and "--checkpoint 'newest': unknown; choose one of best, last" in result.stderr
+    help_text = " ".join(runner.invoke(app, ["export", "--help"]).output.replace("│", " ").split())
+    assert "best (the epoch of lowest validation loss) or last" in help_text and "[default: best]" in help_text

@@ -222,12 +222,8 @@ def test_photo_and_default_probes(in_tmp):
 
 
 @pytest.mark.slow
-def test_checkpoint_first_layer(synth_dir, tmp_path, in_tmp):
-    from cnnlab.training import FitConfig, fit
-
-    run = fit(
-        FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), frac=0.5, epochs=1, progress=False)
-    ).run_dir
+def test_checkpoint_first_layer(synth_dir, trained, in_tmp):
+    run = trained.run_dir
     result = runner.invoke(app, ["filters", "--model", str(run), "--data-dir", str(synth_dir), "--out", "m"])
     assert result.exit_code == 0, result.output
     summary = json.loads((in_tmp / "m" / "summary.json").read_text())

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -19,7 +21,7 @@ def test_study_runs_the_grid_and_a_rerun_trains_nothing(synth_dir, tmp_path, mon
     readme = (tmp_path / "study" / "README.md").read_text()
     assert readme.count("\n| frac") == 4 and "![curves.png](curves.png)" in readme
 
-    def no_training(cfg):
+    def no_training(cfg, resume_dir=None):
         raise AssertionError(f"trained {cfg.run_name} again")
 
     monkeypatch.setattr(study_mod, "fit", no_training)
@@ -52,3 +54,59 @@ def test_study_bad_values_exit_2(in_tmp):
         result = runner.invoke(app, ["study", *args])
         assert result.exit_code == 2, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _base(synth_dir, tmp_path):
+    return FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_epoch", [1, 2])
+def test_a_failed_run_is_trained_again_by_the_next_study(synth_dir, tmp_path, monkeypatch, crash_epoch):
+    import json
+
+    from cnnlab.lit import FashionClassifier
+
+    step = FashionClassifier.training_step
+
+    def crashes(self, batch, batch_idx):
+        if self.current_epoch + 1 == crash_epoch:
+            raise RuntimeError("the machine ran out of memory (simulated)")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FashionClassifier, "training_step", crashes)
+    with pytest.raises(RuntimeError):
+        run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s", log=lambda line: None)
+    monkeypatch.setattr(FashionClassifier, "training_step", step)
+    lines: list[str] = []
+    result = run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s", log=lines.append)
+    assert ("resuming" if crash_epoch == 2 else "training") in lines[0]
+    (row,) = result.rows
+    assert row["epochs"] == 2
+    info = json.loads((Path(row["run_dir"]) / "run.json").read_text())
+    assert info["status"] == "finished" and info["epochs_completed"] == 2
+
+
+@pytest.mark.slow
+def test_a_diverged_run_is_a_result_the_study_keeps(synth_dir, tmp_path, monkeypatch):
+    from cnnlab.lit import FashionClassifier
+
+    step = FashionClassifier.model_step
+
+    def diverges_with_dropout(self, batch):
+        loss, correct = step(self, batch)
+        return (loss * float("nan") if self.hparams.dropout and self.current_epoch == 1 else loss), correct
+
+    monkeypatch.setattr(FashionClassifier, "model_step", diverges_with_dropout)
+    lines: list[str] = []
+    result = run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", log=lines.append)
+    assert any("non-finite" in line and "epoch 2" in line for line in lines)
+    assert [r["epochs"] for r in result.rows] == [2, 1]  # the diverged run shows its one good epoch
+
+    def no_training(cfg, resume_dir=None):
+        raise AssertionError(f"trained {cfg.run_name} again")
+
+    monkeypatch.setattr(study_mod, "fit", no_training)
+    lines.clear()
+    run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", log=lines.append)
+    assert "finished earlier" in lines[0] and "stopped on a non-finite loss earlier" in lines[1]

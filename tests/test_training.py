@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -26,48 +25,86 @@ def _scalars(run_dir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_fit_writes_the_run_folder_contract(synth_dir, tmp_path):
-    result = fit(_cfg(synth_dir, tmp_path, epochs=2, eval_train=True))
-    run = result.run_dir
-    assert run == tmp_path / "tb" / "frac0.5_drop0.0" / "version_0"
+def test_fit_writes_the_run_folder_contract(trained):
+    run = trained.run_dir
+    assert run.parent.name == "frac0.5_drop0.5" and run.name == "version_0"
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*"))
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_eval_loss",
                              "train_eval_acc"]  # fmt: skip
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
     assert info["split"] == {"train": 225, "val": 25, "holdout": 100, "official": 100}
-    assert info["hparams"]["dropout"] == 0.0 and info["hparams"]["lr"] == 1e-3 and info["hparams"]["frac"] == 0.5
+    assert info["hparams"]["dropout"] == 0.5 and info["hparams"]["lr"] == 1e-3 and info["hparams"]["frac"] == 0.5
     assert len(info["train_indices_sha256"]) == 16
-    assert len(info["epoch_seconds"]) == 2 and all(s > 0 for s in info["epoch_seconds"])
-    assert set(info["test"]) == {"holdout", "official"} and 0 <= info["test"]["holdout"]["acc"] <= 1
+    assert len(info["epoch_seconds"]) == 3 and all(s > 0 for s in info["epoch_seconds"])
     assert info["versions"]["torch"] == torch.__version__
     scalars = _scalars(run)
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
-        assert [s for s, _ in scalars[tag]] == [1, 2], tag  # the epoch is the step
+        assert [s for s, _ in scalars[tag]] == [1, 2, 3], tag  # the epoch is the step
     assert scalars["val/loss"][-1][1] == pytest.approx(float(rows[-1]["val_loss"]))
-    assert scalars["test/holdout/acc"][0][1] == pytest.approx(info["test"]["holdout"]["acc"])
-    # measured, not assumed: the recorded test accuracy is what the final weights give
-    assert info["test"]["holdout"]["acc"] == pytest.approx(result.test["holdout"]["acc"])
+    best_epoch = min(range(3), key=lambda i: float(rows[i]["val_loss"])) + 1
+    assert info["best"]["epoch"] == best_epoch
 
 
-def test_eval_train_measures_without_dropout(synth_dir, tmp_path):
-    rows = fit(_cfg(synth_dir, tmp_path, dropout=0.9, eval_train=True)).history
-    assert rows[0]["train_eval_loss"] != rows[0]["train_loss"]
+def test_test_metrics_are_measured_on_the_best_and_the_last_weights(trained, synth_dir):
+    from cnnlab.checkpoints import load_network
+    from cnnlab.data import FashionMNISTDataModule
+    from cnnlab.evaluation import evaluate_torch
+
+    info = json.loads((trained.run_dir / "run.json").read_text())
+    assert info["test"]["best"]["epoch"] == info["best"]["epoch"] and info["test"]["last"]["epoch"] == 3
+    dm = FashionMNISTDataModule(synth_dir, frac=0.5)
+    scalars = _scalars(trained.run_dir)
+    for which in ("best", "last"):
+        net = load_network(trained.run_dir, which=which).net
+        for split in ("holdout", "official"):
+            measured = evaluate_torch(net, dm.eval_set(split))
+            assert info["test"][which][split] == pytest.approx(measured), (which, split)
+            assert scalars[f"test/{which}/{split}/acc"][0][1] == pytest.approx(measured["acc"])
+
+
+def test_eval_train_measures_without_dropout(trained, synth_dir):
+    # train_eval after the last epoch must be the final weights evaluated in eval mode (dropout off) on the training
+    # subset; with dropout left on (p = 0.5) the figures would differ.
+    from cnnlab.checkpoints import load_network
+    from cnnlab.data import FashionMNISTDataModule
+    from cnnlab.evaluation import evaluate_torch
+
+    net = load_network(trained.run_dir, which="last").net
+    dm = FashionMNISTDataModule(synth_dir, frac=0.5, seed=42)
+    measured = evaluate_torch(net, dm.eval_set("train"))
+    last = trained.history[-1]
+    assert last["train_eval_loss"] == pytest.approx(measured["loss"], rel=1e-5)
+    assert last["train_eval_acc"] == pytest.approx(measured["acc"])
+    net.train()  # the same weights with dropout active give another loss: the comparison can tell them apart
+    with torch.no_grad():
+        x, y = dm.eval_set("train").images.float() / 255, dm.eval_set("train").labels
+        dropout_on = float(torch.nn.functional.cross_entropy(net(x), y))
+    assert abs(dropout_on - measured["loss"]) > 0.1 * measured["loss"]  # far beyond the 1e-5 match above
 
 
 def test_epoch_seconds_exclude_validation(synth_dir, tmp_path, monkeypatch):
-    step = FashionClassifier.validation_step
+    # A fake clock, not the wall clock: each training step takes 1 s, each validation step 1000 s.
+    from cnnlab.training import RunRecorder
 
-    def slow_validation(self, *args, **kwargs):
-        time.sleep(1.0)
-        return step(self, *args, **kwargs)
+    now = [0.0]
+    train_step, val_step = FashionClassifier.training_step, FashionClassifier.validation_step
 
-    monkeypatch.setattr(FashionClassifier, "validation_step", slow_validation)
+    def timed(step, seconds):
+        def wrapper(self, *args, **kwargs):
+            now[0] += seconds
+            return step(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(RunRecorder, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(FashionClassifier, "training_step", timed(train_step, 1.0))
+    monkeypatch.setattr(FashionClassifier, "validation_step", timed(val_step, 1000.0))
     result = fit(_cfg(synth_dir, tmp_path, epochs=2))
-    assert all(0 < s < 1.0 for s in result.epoch_seconds), result.epoch_seconds  # 8 small batches, no sleep
+    assert result.epoch_seconds == [8.0, 8.0]  # 225 training images in batches of 32: 8 steps an epoch
 
 
 def test_a_second_run_gets_a_new_version(synth_dir, tmp_path):
@@ -148,3 +185,99 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_completed"] == 2
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+
+
+def _scripted_val_loss(monkeypatch, losses):
+    """Validation losses set per epoch (1-based), so which epoch is best is known in advance."""
+    step = FashionClassifier.model_step
+
+    def scripted(self, batch):
+        loss, correct = step(self, batch)
+        if self.trainer.validating:
+            loss = torch.full_like(loss, losses[self.current_epoch + 1])
+        return loss, correct
+
+    monkeypatch.setattr(FashionClassifier, "model_step", scripted)
+
+
+def test_best_checkpoint_is_the_best_epoch_after_every_resume(synth_dir, tmp_path, monkeypatch):
+    _scripted_val_loss(monkeypatch, {1: 1.0, 2: 0.5, 3: 0.8, 4: 0.7, 5: 0.4})
+    run = fit(_cfg(synth_dir, tmp_path, epochs=2, name="r")).run_dir
+    for epochs, best in ((3, 2), (4, 2), (5, 5)):
+        fit(_cfg(synth_dir, tmp_path, epochs=epochs, name="r", resume=True))
+        info = json.loads((run / "run.json").read_text())
+        ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+        assert info["best"]["epoch"] == best and ckpt["epoch"] + 1 == best, (epochs, info["best"], ckpt["epoch"])
+        assert info["test"]["best"]["epoch"] == best
+
+
+def test_a_failed_start_leaves_no_version_folder(synth_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_dir, bad)
+    (bad / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage")
+    for kw in ({"data_dir": str(bad)}, {"devices": "0", "accelerator": "cpu"}, {"strategy": "bogus"}):
+        with pytest.raises(CnnlabError):
+            fit(_cfg(synth_dir, tmp_path, name="x", **kw))
+    assert not (tmp_path / "tb" / "x").exists() or not list((tmp_path / "tb" / "x").iterdir())
+
+
+def test_resume_after_a_failed_start_continues_the_last_good_version(synth_dir, tmp_path, monkeypatch):
+    good = fit(_cfg(synth_dir, tmp_path, name="g")).run_dir
+    step = FashionClassifier.training_step
+
+    def crashes(self, batch, batch_idx):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(FashionClassifier, "training_step", crashes)
+    with pytest.raises(RuntimeError):
+        fit(_cfg(synth_dir, tmp_path, name="g"))
+    failed = tmp_path / "tb" / "g" / "version_1"
+    assert json.loads((failed / "run.json").read_text())["status"] == "failed"  # the crash is on record
+    monkeypatch.setattr(FashionClassifier, "training_step", step)
+    resumed = fit(_cfg(synth_dir, tmp_path, name="g", epochs=2, resume=True))
+    assert resumed.run_dir == good and [r["epoch"] for r in resumed.history] == [1, 2]
+
+
+def test_resume_removes_what_a_killed_write_left(synth_dir, tmp_path):
+    run = fit(_cfg(synth_dir, tmp_path)).run_dir
+    strays = [run / ".history.csv.k2j4.tmp", run / "checkpoints" / ".last.ckpt.x81q.tmp"]
+    for p in strays:
+        p.write_bytes(b"half a file")
+    fit(_cfg(synth_dir, tmp_path, epochs=2, resume=True))
+    assert not any(p.exists() for p in strays) and not list(run.rglob("*.tmp"))
+
+
+def test_the_seed_fixes_initialization_data_and_first_loss(synth_dir, tmp_path):
+    # prepare() is what fit() runs before training: the seed alone must fix the weights, the subset and the order,
+    # whatever the global random state was before.
+    from cnnlab.training import prepare
+
+    def first_step(seed):
+        torch.manual_seed(1234 + seed * 7)  # disturb the global generator: prepare must seed it itself
+        dm, model = prepare(_cfg(synth_dir, tmp_path, seed=seed))
+        x, y = next(iter(dm.train_dataloader()))
+        loss, _ = model.model_step((x, y))
+        return float(loss.detach()), dm.split.train_hash, model.net.state_dict()
+
+    (a_loss, a_hash, a_w), (b_loss, b_hash, b_w) = first_step(5), first_step(5)
+    c_loss, c_hash, c_w = first_step(6)
+    assert a_loss == b_loss and a_hash == b_hash and all(torch.equal(a_w[k], b_w[k]) for k in a_w)
+    assert a_hash != c_hash and not torch.equal(a_w["layers.0.weight"], c_w["layers.0.weight"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_test_sets_are_measured_on_the_training_device(synth_dir, tmp_path, monkeypatch):
+    from cnnlab import training
+
+    devices = []
+    real = training.evaluate_torch
+
+    def spy(net, dataset, batch_size=1024, device="cpu"):
+        devices.append(torch.device(device).type)
+        return real(net, dataset, batch_size, device)
+
+    monkeypatch.setattr(training, "evaluate_torch", spy)
+    fit(_cfg(synth_dir, tmp_path, accelerator="gpu"))
+    assert devices and set(devices) == {"cuda"}

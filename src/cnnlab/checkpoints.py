@@ -13,7 +13,7 @@ import torch
 
 from .errors import CnnlabError, first_line
 from .model import KerasCNN
-from .runs import BEST_CKPT, LAST_CKPT, RUN_JSON, read_run, resolve_run
+from .runs import read_run, resolve_checkpoint
 
 
 @dataclass
@@ -27,21 +27,6 @@ class LoadedNetwork:
     @property
     def name(self) -> str:
         return str(self.run_info.get("name") or self.checkpoint.stem)
-
-
-def resolve_checkpoint(source: str | os.PathLike[str], logdir: Path = Path("tb_logs")) -> tuple[Path, Path | None]:
-    """A ``.ckpt`` file, or a run folder / run name (then its best checkpoint) -> (checkpoint, run folder)."""
-    path = Path(source)
-    if path.is_file():
-        run_dir = path.parent.parent
-        return path, run_dir if (run_dir / RUN_JSON).is_file() else None
-    if path.suffix == ".ckpt":
-        raise CnnlabError(f"{path}: no such checkpoint file")
-    run_dir = resolve_run(source, logdir)
-    for rel in (BEST_CKPT, LAST_CKPT):
-        if (run_dir / rel).is_file():
-            return run_dir / rel, run_dir
-    raise CnnlabError(f"{run_dir}: has no checkpoint yet (it ended before its first epoch)")
 
 
 def load_checkpoint_dict(path: Path) -> dict[str, Any]:
@@ -64,9 +49,9 @@ def load_checkpoint_dict(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_network(source: str | os.PathLike[str], logdir: Path = Path("tb_logs")) -> LoadedNetwork:
-    """The plain network of a cnnlab checkpoint (or run), in eval mode on the CPU."""
-    path, run_dir = resolve_checkpoint(source, logdir)
+def load_network(source: str | os.PathLike[str], logdir: Path = Path("tb_logs"), which: str = "best") -> LoadedNetwork:
+    """The plain network of a cnnlab checkpoint (or a run's ``which`` checkpoint), in eval mode on the CPU."""
+    path, run_dir = resolve_checkpoint(source, logdir, which)
     ckpt = load_checkpoint_dict(path)
     state, hparams = ckpt.get("state_dict"), ckpt.get("hyper_parameters", {})
     if not isinstance(state, dict) or not isinstance(hparams, dict):

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 from rich.table import Table
 
-from .errors import CnnlabError, TrainingInterrupted
+from .errors import CnnlabError, TrainingInterrupted, first_line
 
 app = typer.Typer(
     help="Train the classic Fashion-MNIST CNN lab, compare runs, export to ONNX, look inside InceptionV3's stem.",
@@ -21,6 +22,9 @@ app = typer.Typer(
 )
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
+CHECKPOINT_HELP = (
+    "For a run name or folder: best (the epoch of lowest validation loss) or last (the final epoch's weights)."
+)
 
 
 @app.callback()
@@ -48,6 +52,11 @@ def command(fn: F) -> F:
             return fn(*args, **kwargs)
         except CnnlabError as e:
             raise _fail(str(e)) from None
+        except OSError as e:  # a path the system refuses (not a folder, no permission, disk full): the user can fix it
+            where = f"{e.filename}: " if e.filename else ""
+            raise _fail(f"{where}{e.strerror or first_line(e)}") from None
+        except MisconfigurationException as e:  # Lightning's word for option values it cannot use
+            raise _fail(f"hardware options: {first_line(e, 300)}") from None
         except TrainingInterrupted:
             raise _fail("interrupted; the last finished epoch's checkpoint is kept: rerun with --resume", 130) from None
         except KeyboardInterrupt:
@@ -110,8 +119,13 @@ def fit(
     table.add_row("train (last epoch)", f"{last['train_loss']:.4f}", f"{last['train_acc']:.4f}")
     table.add_row("validation (last epoch)", f"{last['val_loss']:.4f}", f"{last['val_acc']:.4f}")
     table.add_row(f"validation (best, epoch {best['epoch']})", f"{best['val_loss']:.4f}", f"{best['val_acc']:.4f}")
-    for split, m in result.test.items():
-        table.add_row(f"test: {split}", f"{m['loss']:.4f}", f"{m['acc']:.4f}")
+    for which, label in (("best", "best checkpoint"), ("last", "last epoch")):
+        measured = result.test.get(which, {})
+        for split in ("holdout", "official"):
+            if split in measured:
+                m = measured[split]
+                what = f"test: {split} ({label}, epoch {measured['epoch']})"
+                table.add_row(what, f"{m['loss']:.4f}", f"{m['acc']:.4f}")
     console.print(table)
     secs = result.epoch_seconds
     console.print(f"training time per epoch: {sum(secs) / len(secs):.2f} s (mean of {len(secs)})")
@@ -125,11 +139,14 @@ def export(
     quantize: Annotated[str | None, typer.Option(help="Also write an int8 model (static QDQ): int8.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder for the parity check.")] = None,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+    checkpoint: Annotated[str, typer.Option(help=CHECKPOINT_HELP)] = "best",
 ) -> None:
     """Export a trained model to one self-contained ONNX file, verified against PyTorch first."""
     from .export import export_onnx
 
-    r = export_onnx(source, output, opset, quantize, str(data_dir) if data_dir else None, logdir)
+    r = export_onnx(source, output, opset, quantize, str(data_dir) if data_dir else None, logdir, checkpoint)
+    if r.warning:
+        typer.echo(f"warning: {r.warning}", err=True)
     typer.echo(f"wrote {r.output}")
     typer.echo(f"parity on {r.images_checked} {r.parity_images} images: max |onnxruntime - PyTorch| = "
                f"{r.max_abs_diff:.2e} (limit 1e-4), predictions agree on all")  # fmt: skip
@@ -150,12 +167,13 @@ def evaluate(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder.")] = None,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+    checkpoint: Annotated[str, typer.Option(help=CHECKPOINT_HELP)] = "best",
 ) -> None:
     """Evaluate a model in fast batches: accuracy, per-class accuracy, confusion matrix, images per second."""
     from .reporting import evaluation_outputs
 
     evaluation_outputs(model, compare, split, batch_size, provider, str(data_dir) if data_dir else None, logdir,
-                       out, json_output, console)  # fmt: skip
+                       out, json_output, console, checkpoint)  # fmt: skip
 
 
 @command

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -13,10 +12,9 @@ from typing import Any
 
 from .atomic import atomic_write_json, atomic_write_text
 from .errors import CnnlabError
-from .runs import read_history, read_run, resolve_run
+from .runs import EXPERIMENT_SETTINGS, differing_settings, group_key, read_history, read_run, resolve_run, settings
 
 OVERFIT_THRESHOLD = 10.0  # percent: final validation loss this far above its minimum = overfitting
-METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
 @dataclass
@@ -27,12 +25,12 @@ class Run:
     history: list[dict[str, float]]
 
     def setting(self, key: str) -> Any:
-        return self.info.get("hparams", {}).get(key)
+        return settings(self.info).get(key)
 
     @property
-    def group(self) -> str:
-        """Runs that differ only in their seed share a group (their curves are averaged)."""
-        return f"frac{self.setting('frac')}_drop{self.setting('dropout')}"
+    def group(self) -> tuple[tuple[str, Any], ...]:
+        """Every experiment setting but the seed: runs of one group with distinct seeds are averaged."""
+        return group_key(self.info)
 
 
 def load_runs(sources: list[str], logdir: Path = Path("tb_logs")) -> list[Run]:
@@ -49,11 +47,51 @@ def load_runs(sources: list[str], logdir: Path = Path("tb_logs")) -> list[Run]:
     return runs
 
 
+@dataclass
+class Series:
+    """One row of the table and one line of the figure: a run, or the mean of a group's seeds."""
+
+    label: str
+    runs: list[Run]
+
+    @property
+    def averaged(self) -> bool:
+        return len(self.runs) > 1
+
+
+def _describe(run: Run, keys: list[str]) -> str:
+    return ", ".join(f"{k} {run.setting(k)}" for k in keys)
+
+
+def series_of(runs: list[Run]) -> list[Series]:
+    """Runs that share every experiment setting and have distinct seeds become one averaged series; any other
+    run stands alone, labelled with the settings that tell it apart."""
+    differ = [k for k in differing_settings(r.info for r in runs) if k not in ("frac", "dropout", "seed")]
+    groups: dict[tuple[tuple[str, Any], ...], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.group].append(run)
+    out = []
+    for members in groups.values():
+        seeds = [m.setting("seed") for m in members]
+        if len(members) > 1 and len(set(map(repr, seeds))) == len(seeds):
+            what = _describe(members[0], ["frac", "dropout", *differ])
+            out.append(Series(f"{what} (mean of {len(members)} seeds: {', '.join(map(str, seeds))})", members))
+        else:
+            out += [Series(f"{m.label}" + (f" ({_describe(m, differ)})" if differ else ""), [m]) for m in members]
+    return out
+
+
+def _test_acc(info: dict[str, Any], which: str, split: str) -> float | None:
+    test = info.get("test", {})
+    if which in test:  # {"best": {"epoch": .., "holdout": {..}}, "last": {..}}
+        return test[which].get(split, {}).get("acc")
+    return test.get(split, {}).get("acc") if which == "last" else None  # run.json of cnnlab 0.1: last weights
+
+
 def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
     h, last = run.history, run.history[-1]
     best_loss = min(h, key=lambda r: r["val_loss"])
     rise = 100 * (last["val_loss"] / best_loss["val_loss"] - 1) if best_loss["val_loss"] > 0 else 0.0
-    test = run.info.get("test", {})
     return {
         "run": run.label,
         "run_dir": str(run.run_dir),
@@ -61,6 +99,7 @@ def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
         "dropout": run.setting("dropout"),
         "epochs": last["epoch"],
         "seed": run.setting("seed"),
+        "settings": {k: run.setting(k) for k in EXPERIMENT_SETTINGS},
         "final_val_loss": last["val_loss"],
         "final_val_acc": last["val_acc"],
         "best_val_loss": best_loss["val_loss"],
@@ -70,8 +109,11 @@ def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
         "final_train_acc": last["train_acc"],
         "gap_acc": last["train_acc"] - last["val_acc"],
         "gap_loss": last["val_loss"] - last["train_loss"],
-        "test_holdout_acc": test.get("holdout", {}).get("acc"),
-        "test_official_acc": test.get("official", {}).get("acc"),
+        **{
+            f"test_{split}_acc_{which}": _test_acc(run.info, which, split)
+            for split in ("holdout", "official")
+            for which in ("best", "last")
+        },
         "val_loss_rise_pct": rise,
         "overfitting": rise > threshold,
     }
@@ -83,9 +125,14 @@ _COLUMNS = [  # (key, header, format)
     ("best_val_loss", "val loss (best)", "{:.4f}"), ("min_val_loss_epoch", "epoch of min val loss", "{}"),
     ("final_val_acc", "val acc (final)", "{:.4f}"), ("best_val_acc", "val acc (best)", "{:.4f}"),
     ("final_train_acc", "train acc (final)", "{:.4f}"), ("gap_acc", "gap: train - val acc", "{:+.4f}"),
-    ("gap_loss", "gap: val - train loss", "{:+.4f}"), ("test_holdout_acc", "test acc (holdout)", "{:.4f}"),
-    ("test_official_acc", "test acc (official)", "{:.4f}"), ("overfitting", "overfitting", "{}"),
+    ("gap_loss", "gap: val - train loss", "{:+.4f}"),
+    ("test_holdout_acc_best", "holdout acc (best ckpt)", "{:.4f}"),
+    ("test_holdout_acc_last", "holdout acc (last epoch)", "{:.4f}"),
+    ("test_official_acc_best", "official test acc (best ckpt)", "{:.4f}"),
+    ("test_official_acc_last", "official test acc (last epoch)", "{:.4f}"),
+    ("overfitting", "overfitting", "{}"),
 ]  # fmt: skip
+_AVERAGED = [k for k, _, _ in _COLUMNS if k not in ("run", "frac", "dropout", "epochs", "seed", "overfitting")]
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -100,33 +147,37 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], threshold: float = OVERFIT_THRESHOLD) -> str:
-    cols = [c for c in _COLUMNS if any(c[0] in r for r in rows)]
+    cols = [c for c in _COLUMNS if any(r.get(c[0]) is not None for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in cols) + " |" for r in rows]
     note = (
         f"\nOverfitting: the final validation loss is more than {threshold:g}% above its minimum. Gaps are taken "
-        "at the last epoch; train metrics are running means with dropout active, as Keras reports.\n"
+        "at the last epoch; train metrics are running means with dropout active, as Keras reports. Test accuracy "
+        "is given for the best checkpoint (the epoch of lowest validation loss, which `export` and `evaluate` use "
+        "by default) and for the last epoch's weights."
     )
+    if any(isinstance(r.get("final_val_loss"), dict) for r in rows):
+        note += " Rows marked 'mean of N seeds' show mean ± std over runs that differ only in their seed."
+    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
-def aggregate_seeds(rows: list[dict[str, Any]], runs: list[Run]) -> list[dict[str, Any]]:
-    """One row per setting (frac, dropout) with mean and std over its seeds."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row, run in zip(rows, runs, strict=True):
-        groups[run.group].append(row)
-    out = []
-    for group, members in groups.items():
-        agg: dict[str, Any] = {"run": f"{group} ({len(members)} seeds)", "frac": members[0]["frac"],
-                               "dropout": members[0]["dropout"], "epochs": members[0]["epochs"]}  # fmt: skip
-        for key, _, _ in _COLUMNS[5:-1]:
-            vals = [m[key] for m in members if m.get(key) is not None]
-            agg[key] = {"mean": statistics.fmean(vals) if vals else None,
-                        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}  # fmt: skip
-        agg["overfitting"] = sum(m["overfitting"] for m in members) > len(members) / 2
-        agg["val_loss_rise_pct"] = statistics.fmean(m["val_loss_rise_pct"] for m in members)
-        out.append(agg)
-    return out
+def table_row(series: Series, rows: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    """A run's own row, or for an averaged series the mean and std over its seeds of every figure."""
+    members = [rows[r.run_dir] for r in series.runs]
+    if not series.averaged:
+        return members[0] | {"run": series.label}
+    first = members[0]
+    agg: dict[str, Any] = {"run": series.label, "frac": first["frac"], "dropout": first["dropout"],
+                           "epochs": first["epochs"], "seed": ", ".join(str(m["seed"]) for m in members),
+                           "settings": first["settings"], "runs": [m["run_dir"] for m in members]}  # fmt: skip
+    for key in _AVERAGED:
+        vals = [m[key] for m in members if m.get(key) is not None]
+        agg[key] = {"mean": statistics.fmean(vals) if vals else None,
+                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}  # fmt: skip
+    agg["overfitting"] = sum(m["overfitting"] for m in members) > len(members) / 2
+    agg["val_loss_rise_pct"] = statistics.fmean(m["val_loss_rise_pct"] for m in members)
+    return agg
 
 
 @dataclass
@@ -153,15 +204,15 @@ def compare_runs(
         raise CnnlabError(f"--threshold {threshold}: must be a positive percentage, e.g. 10")
     runs = load_runs(sources, logdir)
     out = Path(out)
-    rows = [summarize(r, threshold) for r in runs]
-    seeds_per_group = max(sum(r.group == g for r in runs) for g in {r.group for r in runs})
-    table_rows = aggregate_seeds(rows, runs) if seeds_per_group > 1 else rows
-    files = [plot_runs(runs, out / "curves.png", log_loss=log_loss, bands=seeds_per_group > 1)]
+    rows = {r.run_dir: summarize(r, threshold) for r in runs}
+    series = series_of(runs)
+    table_rows = [table_row(s, rows) for s in series]
+    files = [plot_runs(series, out / "curves.png", log_loss=log_loss)]
     for run in runs:
         safe = run.label.replace("/", "_")
         files.append(plot_run_curves(run, out / f"curves_{safe}.png", log_loss=log_loss))
     table = markdown_table(table_rows, threshold)
     atomic_write_text(out / "summary.md", table)
-    payload = {"threshold_pct": threshold, "runs": rows} | ({"settings": table_rows} if seeds_per_group > 1 else {})
-    atomic_write_json(out / "summary.json", json.loads(json.dumps(payload)))
+    atomic_write_json(out / "summary.json", {"threshold_pct": threshold, "runs": list(rows.values()),
+                                             "table": table_rows})  # fmt: skip
     return Comparison(table_rows, table, [*files, out / "summary.md", out / "summary.json"])

@@ -92,6 +92,7 @@ class Report:
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
     seconds: float
     images_per_second: float
+    checkpoint: str | None = None  # the .ckpt file a run name or folder resolved to (PyTorch models)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +126,7 @@ def evaluate(
     provider: str = "auto",
     data_dir: str | None = None,
     logdir: Path = Path("tb_logs"),
+    checkpoint: str = "best",
 ) -> tuple[Report, np.ndarray]:
     """Evaluate an ``.onnx`` file (onnxruntime) or a checkpoint / run (PyTorch); returns the report and predictions."""
     from .checkpoints import load_network
@@ -140,6 +142,7 @@ def evaluate(
         raise CnnlabError(f"{path}: no such file; export one with `cnnlab export RUN`")
     # .onnx and .ckpt say what they are; another file is a checkpoint when it is a zip archive (torch.save's format)
     is_onnx = path.suffix == ".onnx" or (path.is_file() and path.suffix != ".ckpt" and path.read_bytes()[:2] != b"PK")
+    ckpt_file = None
     if is_onnx:
         session, used = _onnx_predictor(path, provider)
 
@@ -148,7 +151,8 @@ def evaluate(
     else:
         if provider == "cuda" and not torch.cuda.is_available():
             raise CnnlabError("--provider cuda: PyTorch sees no CUDA device; use --provider cpu")
-        net = load_network(model, logdir).net
+        loaded = load_network(model, logdir, checkpoint)
+        net, ckpt_file = loaded.net, str(loaded.checkpoint)
         used = "cuda" if provider != "cpu" and torch.cuda.is_available() else "cpu"
         net.to(used)
 
@@ -169,6 +173,6 @@ def evaluate(
         model=str(model), backend="onnxruntime" if is_onnx else "pytorch", provider=used, split=split,
         images=len(labels), batch_size=batch_size, accuracy=float((preds == labels).mean()),
         per_class_accuracy=per_class, confusion_matrix=cm.tolist(), seconds=round(seconds, 4),
-        images_per_second=round(len(labels) / seconds, 1),
+        images_per_second=round(len(labels) / seconds, 1), checkpoint=ckpt_file,
     )  # fmt: skip
     return report, preds

@@ -17,7 +17,7 @@ from . import __version__
 from .atomic import atomic_write_bytes
 from .checkpoints import LoadedNetwork, load_network
 from .data import CLASS_NAMES, FashionMNISTDataModule
-from .errors import CnnlabError
+from .errors import CnnlabError, first_line
 from .evaluation import ort_logits, ort_session, torch_logits
 
 PARITY_TOLERANCE = 1e-4
@@ -30,21 +30,36 @@ class ExportResult:
     output: Path
     max_abs_diff: float
     images_checked: int
-    parity_images: str  # "holdout" (real) or "synthetic"
+    parity_images: str  # "holdout" (real) or "random" (no dataset found, and no --data-dir given)
     int8_output: Path | None = None
     int8_agreement: float | None = None  # share of parity images whose int8 prediction equals float32's
+    warning: str | None = None  # for the user: why the check used random images
 
 
-def reference_images(data_dir: str | None, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Parity images (holdout), calibration images (training subset) and their kind, read once; without the
-    dataset, seeded random images serve both. All uint8 (N, 1, 28, 28)."""
+@dataclass
+class ReferenceImages:
+    parity: torch.Tensor  # uint8 (N, 1, 28, 28): holdout images, compared between onnxruntime and PyTorch
+    calibration: torch.Tensor  # uint8 (512, 1, 28, 28): training images, for int8 calibration
+    kind: str  # "holdout" or "random"
+    warning: str | None = None
+
+
+def reference_images(data_dir: str | None, n: int = 1000) -> ReferenceImages:
+    """The dataset's images for the parity check and calibration, read once. Only when no folder was named and
+    none is found do seeded random images stand in, and the result says so (a named folder never falls back)."""
     try:
         dm = FashionMNISTDataModule(data_dir, download=False)
-        return dm.eval_set("holdout").images[:n], dm.eval_set("train").images[:512], "holdout"
-    except CnnlabError:
+        return ReferenceImages(dm.eval_set("holdout").images[:n], dm.eval_set("train").images[:512], "holdout")
+    except CnnlabError as e:
+        if data_dir is not None:
+            raise
         g = torch.Generator().manual_seed(0)
         images = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
-        return images, images[:512], "synthetic"
+        warning = (
+            f"Fashion-MNIST not found ({first_line(e, 120)}...): the parity check used {n:,} seeded random "
+            "images instead of holdout images (recorded in the model's metadata); pass --data-dir DIR to use them"
+        )
+        return ReferenceImages(images, images[:512], "random", warning)
 
 
 def _to_onnx(net: torch.nn.Module, opset: int | None) -> onnx.ModelProto:
@@ -85,21 +100,23 @@ def export_onnx(
     quantize: str | None = None,
     data_dir: str | None = None,
     logdir: Path = Path("tb_logs"),
+    checkpoint: str = "best",
 ) -> ExportResult:
     """Export a checkpoint (or a run's best checkpoint) to ONNX; the file is written only if parity holds."""
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise CnnlabError(f"--quantize {quantize!r}: unknown; choose {', '.join(QUANTIZE_CHOICES)}")
     if opset is not None and not 17 <= opset <= 23:
         raise CnnlabError(f"--opset {opset}: choose an opset from 17 to 23 (or leave it to the exporter)")
-    loaded = load_network(source, logdir)
+    loaded = load_network(source, logdir, checkpoint)
     out = Path(output) if output else Path("exported") / f"{loaded.name}.onnx"
     if out.is_dir():
         raise CnnlabError(f"--output {out}: is a folder; give a file name ending in .onnx")
+    ref = reference_images(data_dir)
+    images = ref.parity
     model = _to_onnx(loaded.net, opset)
-    _set_metadata(model, _metadata(loaded))
+    _set_metadata(model, _metadata(loaded, {"parity_images": ref.kind}))
     onnx.checker.check_model(model, full_check=True)
     blob = model.SerializeToString()
-    images, calib, kind = reference_images(data_dir)
     expected = torch_logits(loaded.net, images)
     got = ort_logits(ort_session(blob), images)
     diff = float(np.abs(got - expected).max())
@@ -110,20 +127,22 @@ def export_onnx(
             f"and disagrees on {disagree} of {len(images)} images; nothing was written"
         )
     atomic_write_bytes(out, blob)  # only now, and atomically: a failed export never replaces a good file
-    result = ExportResult(out, diff, len(images), kind)
+    result = ExportResult(out, diff, len(images), ref.kind, warning=ref.warning)
     if quantize == "int8":
-        result.int8_output, result.int8_agreement = quantize_int8(out, loaded, calib, expected.argmax(1), images)
+        result.int8_output, result.int8_agreement = quantize_int8(out, loaded, ref, expected.argmax(1))
     return result
 
 
 def quantize_int8(
-    float_model: Path, loaded: LoadedNetwork, calib: torch.Tensor, reference: np.ndarray, images: torch.Tensor
+    float_model: Path, loaded: LoadedNetwork, ref: ReferenceImages, reference: np.ndarray
 ) -> tuple[Path, float]:
     """Static QDQ int8 quantization, calibrated on training images; written beside the float model."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calib, images = ref.calibration, ref.parity
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -141,8 +160,13 @@ def quantize_int8(
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
         model = onnx.load(str(q))
-    _set_metadata(model, _metadata(loaded, {"quantization": "int8 static QDQ, per-channel weights",
-                                            "float_model": str(float_model)}))  # fmt: skip
+    extra = {
+        "quantization": "int8 static QDQ, per-channel weights",
+        "float_model": str(float_model),
+        "parity_images": ref.kind,
+        "calibration_images": "train" if ref.kind == "holdout" else ref.kind,
+    }
+    _set_metadata(model, _metadata(loaded, extra))  # fmt: skip
     blob = model.SerializeToString()
     agreement = float((ort_logits(ort_session(blob), images).argmax(1) == reference).mean())
     atomic_write_bytes(out, blob)

@@ -19,7 +19,13 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
 
 class NonFiniteLoss(CnnlabError):
-    pass
+    def __init__(self, epoch: int) -> None:
+        super().__init__(
+            f"the training loss became non-finite (NaN or inf) in epoch {epoch}; "
+            "training stopped, checkpoints of the last good epoch are kept; try a lower --lr"
+        )
+        self.epoch = epoch
+        self.run_dir: str | None = None  # filled in by fit: the run that stopped
 
 
 def _mean() -> MeanMetric:
@@ -112,10 +118,7 @@ class FashionClassifier(L.LightningModule):
     def raise_if_nonfinite(self) -> None:
         # Any rank's non-finite loss stops every rank, so DDP processes never wait on each other.
         if self.trainer.strategy.reduce_boolean_decision(bool(self.nonfinite), all=False):
-            raise NonFiniteLoss(
-                f"the training loss became non-finite (NaN or inf) in epoch {self.current_epoch + 1}; "
-                "training stopped, checkpoints of the last good epoch are kept; try a lower --lr"
-            )
+            raise NonFiniteLoss(self.current_epoch + 1)
 
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams

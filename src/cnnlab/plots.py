@@ -50,24 +50,20 @@ def _settings(run: Any) -> str:
     return f"frac {run.setting('frac')}, dropout {run.setting('dropout')}, seed {run.setting('seed')}"
 
 
-def plot_runs(runs: list[Any], path: str | os.PathLike[str], log_loss: bool = False, bands: bool = False) -> Path:
-    """Four panels against epoch; both loss panels share one y-axis and both accuracy panels another."""
+def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = False) -> Path:
+    """Four panels against epoch, a line per series (a run, or the mean of a group's seeds with a min-max band);
+    both loss panels share one y-axis and both accuracy panels another."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row")
     colours = [plt.get_cmap("tab10")(i) for i in range(10)]
-    if bands:  # several seeds per setting: mean line and a min-max band
-        groups: dict[str, list[Any]] = {}
-        for run in runs:
-            groups.setdefault(run.group, []).append(run)
-        series = [(name, members) for name, members in groups.items()]
-    else:
-        series = [(f"{run.label} ({_settings(run)})", [run]) for run in runs]
-    for i, (label, members) in enumerate(series):
-        colour = colours[i % len(colours)]
+    runs = [run for s in series for run in s.runs]
+    bands = any(len(s.runs) > 1 for s in series)
+    for i, s in enumerate(series):
+        members, colour = s.runs, colours[i % len(colours)]
         n = min(len(m.history) for m in members)
         epochs = [r["epoch"] for r in members[0].history[:n]]
         for ax, (key, _) in zip(axes.flat, _PANELS, strict=True):
             values = np.array([[r[key] for r in m.history[:n]] for m in members])
-            ax.plot(epochs, values.mean(0), color=colour, label=label if key == "train_loss" else None)
+            ax.plot(epochs, values.mean(0), color=colour, label=s.label if key == "train_loss" else None)
             if len(members) > 1:
                 ax.fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.2)
             eval_key = key.replace("train_", "train_eval_")
@@ -85,7 +81,7 @@ def plot_runs(runs: list[Any], path: str | os.PathLike[str], log_loss: bool = Fa
     axes[1, 0].set_ylabel("accuracy")
     dashed = any("train_eval_loss" in r for run in runs for r in run.history)
     note = "train: running mean over each epoch, dropout active" + ("; dashed: dropout off" if dashed else "")
-    fig.suptitle(f"learning curves ({note}" + ("; mean over seeds, band: min-max)" if bands else ")"), fontsize=10)
+    fig.suptitle(f"learning curves ({note}" + ("; seeds averaged: mean, band min-max)" if bands else ")"), fontsize=10)
     fig.legend(loc="lower center", ncol=min(2, len(series)), fontsize=9, bbox_to_anchor=(0.5, -0.02 * len(series)))
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return save_figure(fig, path)

@@ -22,6 +22,7 @@ def report_table(reports: list[Report]) -> Table:
         table.add_column(Path(r.model).name, justify="right")
     rows = [
         ("backend", [f"{r.backend} ({r.provider})" for r in reports]),
+        ("weights", [Path(r.checkpoint).name if r.checkpoint else "-" for r in reports]),
         ("accuracy", [f"{r.accuracy:.4f}" for r in reports]),
         *((f"  {name}", [f"{r.per_class_accuracy[name]:.4f}" for r in reports]) for name in CLASS_NAMES),
         ("batch size", [str(r.batch_size) for r in reports]),
@@ -54,10 +55,12 @@ def evaluation_outputs(
     out: str | os.PathLike[str] | None,
     as_json: bool,
     console: Console,
+    checkpoint: str = "best",
 ) -> list[Report]:
     """Evaluate one model (or two, side by side with their agreement) and print / write the results."""
     results = [
-        evaluate(m, split, batch_size, provider, data_dir, logdir) for m in [model, *([compare] if compare else [])]
+        evaluate(m, split, batch_size, provider, data_dir, logdir, checkpoint)
+        for m in [model, *([compare] if compare else [])]
     ]
     reports = [r for r, _ in results]
     extra: dict[str, float] = {}

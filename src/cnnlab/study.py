@@ -11,12 +11,12 @@ from pathlib import Path
 from .atomic import atomic_write_text
 from .compare import Comparison, compare_runs
 from .errors import CnnlabError
-from .runs import LAST_CKPT, read_run, versions
+from .lit import NonFiniteLoss
+from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from .training import FitConfig, fit
 
-# Settings that make two runs the same experiment (hardware and display options do not).
-_SAME = ("frac", "dropout", "epochs", "batch_size", "lr", "optimizer", "init", "seed", "val_split", "eval_train",
-         "data_dir")  # fmt: skip
+# A study's run is done when a run exists with the same experiment settings, seed and measurements.
+_SAME = (*EXPERIMENT_SETTINGS, "seed", "eval_train", "data_dir")
 
 
 def parse_list(text: str, option: str) -> list[float]:
@@ -42,20 +42,16 @@ def grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int)
 
 
 def _existing(cfg: FitConfig) -> tuple[str, Path | None]:
-    """('done', folder) for a finished matching run, ('resume', folder) for an interrupted one, else ('new', None)."""
-    logdir, name = Path(cfg.logdir), cfg.run_name
-    for v in reversed(versions(logdir, name)):
-        run_dir = logdir / name / f"version_{v}"
-        try:
-            info = read_run(run_dir)
-        except CnnlabError:
-            continue
-        saved = info.get("config", {})
-        if any(saved.get(k) != getattr(cfg, k) for k in _SAME):
-            continue
-        if info.get("status") in ("finished", "failed"):  # a non-finite loss would fail again: keep the record
+    """('done', folder) for a finished matching run, ('resume', folder) for one to continue, else ('new', None).
+
+    A run that failed is tried again (resumed from its last checkpoint when it has one), except one stopped by a
+    non-finite loss: that is the experiment's outcome, and it would only diverge again.
+    """
+    for run_dir in matching_versions(Path(cfg.logdir), cfg.run_name, dataclasses.asdict(cfg), _SAME):
+        info = read_run(run_dir)
+        if info.get("status") == "finished" or info.get("nonfinite_epoch"):
             return "done", run_dir
-        if (run_dir / LAST_CKPT).is_file():
+        if is_resumable(run_dir):
             return "resume", run_dir
     return "new", None
 
@@ -77,20 +73,29 @@ def run_study(
         state, run_dir = _existing(cfg)
         work = cfg.frac * cfg.epochs  # training time grows with images x epochs
         if state == "done" and run_dir is not None:
-            log(f"[{k}/{len(configs)}] {cfg.run_name}: finished earlier ({run_dir}), skipped")
+            how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
+            log(f"[{k}/{len(configs)}] {cfg.run_name}: {how} earlier ({run_dir}), skipped")
             run_dirs.append(run_dir)
             remaining -= work
             continue
         eta = f", ETA {_duration(seconds_spent / work_done * remaining)}" if work_done else ""
         log(f"[{k}/{len(configs)}] {cfg.run_name}: {'resuming' if state == 'resume' else 'training'}{eta}")
         start = time.perf_counter()
-        result = fit(dataclasses.replace(cfg, resume=state == "resume"))
+        try:
+            run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
+        except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
+            log(f"[{k}/{len(configs)}] {cfg.run_name}: {e}")
+            run_dir = Path(e.run_dir) if e.run_dir else None
         seconds_spent += time.perf_counter() - start
         work_done += work
         remaining -= work
-        run_dirs.append(result.run_dir)
+        if run_dir is not None:
+            run_dirs.append(run_dir)
     out = Path(out)
-    comparison = compare_runs([str(d) for d in run_dirs], out, Path(base.logdir), min_runs=1)
+    shown = [d for d in run_dirs if has_epochs(d)]  # a run that diverged in its first epoch has no curve
+    if not shown:
+        raise CnnlabError("no run of the study finished an epoch; nothing to compare")
+    comparison = compare_runs([str(d) for d in shown], out, Path(base.logdir), min_runs=1)
     figures = "\n".join(f"![{p.name}]({p.name})" for p in comparison.files if p.suffix == ".png")
     grid_line = f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s) from {base.seed}, {base.epochs} epochs"
     runs = "\n".join(f"- `{d}`" for d in run_dirs)

@@ -19,20 +19,34 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from . import __version__
-from .atomic import atomic_path, atomic_write_json
-from .checkpoints import load_checkpoint_dict
+from .atomic import atomic_path
+from .checkpoints import load_checkpoint_dict, load_network
 from .data import FashionMNISTDataModule, check_fractions
 from .errors import CnnlabError, TrainingInterrupted, first_line
 from .evaluation import evaluate_torch
-from .lit import FashionClassifier, check_hparams
-from .runs import LAST_CKPT, RUN_JSON, check_name, new_version_dir, read_run, versions, write_history
+from .lit import FashionClassifier, NonFiniteLoss, check_hparams
+from .runs import (
+    RUN_JSON,
+    best_row,
+    check_name,
+    checkpoint_path,
+    clean_stray_temp,
+    create_version,
+    read_run,
+    resume_target,
+    version_of,
+    write_history,
+    write_run,
+)
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
+TEST_SPLITS = ("holdout", "official")
 _HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last", "compile", "progress")
 
 
@@ -89,7 +103,7 @@ class FitResult:
     run_dir: Path
     status: str  # finished | interrupted | failed
     history: list[dict[str, float]] = field(default_factory=list)
-    test: dict[str, dict[str, float]] = field(default_factory=dict)
+    test: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"best"|"last": {"epoch", "holdout", ...}}
     epoch_seconds: list[float] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
 
@@ -103,18 +117,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunRecorder(Callback):
-    """After every epoch: history.csv, run.json and TensorBoard scalars (step = epoch), then last.ckpt.
+    """After every epoch: history.csv, run.json, TensorBoard scalars (step = epoch), best.ckpt, then last.ckpt.
 
-    The files are written before the checkpoint, and the history also travels inside the checkpoint, so a run
-    killed at any moment resumes with a history that matches its weights.
+    The best checkpoint is kept here, not by Lightning's ModelCheckpoint: its choice comes from the same history
+    (restored from last.ckpt on resume) as run.json's "best", so the two always name the same epoch. The files are
+    written before last.ckpt, and the history also travels inside it, so a run killed at any moment resumes with a
+    history that matches its weights.
     """
 
-    def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
-        self.run_dir, self.info = run_dir, info
+    clock = staticmethod(time.perf_counter)  # a test swaps in a fake clock
+
+    def __init__(self) -> None:
+        self.run_dir = Path()
+        self.info: dict[str, Any] = {}
         self.history: list[dict[str, float]] = []
         self.epoch_seconds: list[float] = []
         self._t0 = 0.0
         self._train_seconds: float | None = None
+
+    def start(self, run_dir: Path, info: dict[str, Any]) -> None:
+        self.run_dir, self.info = run_dir, info
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch_seconds": self.epoch_seconds}
@@ -125,14 +147,14 @@ class RunRecorder(Callback):
     def _clock(self, pl_module: L.LightningModule) -> float:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)  # GPU work is asynchronous: wait before reading the clock
-        return time.perf_counter()
+        return self.clock()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_seconds = None
         self._t0 = self._clock(pl_module)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The epoch's training batches are done: validation (and the best checkpoint's save) is not timed.
+        # The epoch's training batches are done: validation and the checkpoint saves are not timed.
         # (trainer.training is False here: during fit's validation the trainer's stage is "validate".)
         if trainer.state.fn == TrainerFn.FITTING and self._train_seconds is None:
             self._train_seconds = self._clock(pl_module) - self._t0
@@ -151,6 +173,9 @@ class RunRecorder(Callback):
         with _commit():
             self.history.append(row)
             self.epoch_seconds.append(round(self._train_seconds, 4))
+            # Every rank sees the same synced metrics, so every rank takes part in the same saves.
+            if best_row(self.history) is row:
+                trainer.save_checkpoint(checkpoint_path(self.run_dir, "best"), weights_only=True)
             if trainer.is_global_zero:
                 write_history(self.run_dir, self.history)
                 self.write_info(status="running")
@@ -159,11 +184,11 @@ class RunRecorder(Callback):
                     trainer.logger.experiment.add_scalar(key, value, epoch)
                 trainer.logger.experiment.add_scalar("time/epoch_seconds", self._train_seconds, epoch)
                 trainer.logger.experiment.flush()
-            trainer.save_checkpoint(self.run_dir / LAST_CKPT, weights_only=False)  # all ranks call it; rank 0 writes
+            trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
-        best = min(self.history, key=lambda r: r.get("val_loss", float("inf")), default=None)
+        best = best_row(self.history)
         self.info.update(
             epochs_completed=len(self.history),
             epoch_seconds=self.epoch_seconds,
@@ -171,7 +196,7 @@ class RunRecorder(Callback):
             final=self.history[-1] if self.history else {},
             updated=_now(),
         )
-        atomic_write_json(self.run_dir / RUN_JSON, self.info)
+        write_run(self.run_dir, self.info)
 
 
 class _ProgressBar(RichProgressBar):
@@ -232,17 +257,11 @@ def _commit() -> Iterator[None]:
         raise TrainingInterrupted
 
 
-def _run_folder(cfg: FitConfig, name: str) -> Path:
-    """The run folder: rank 0 makes (or, to resume, finds) it; DDP workers are told through the environment."""
+def _worker_run_dir() -> Path | None:
+    """In a DDP worker process (which re-runs the command), the folder rank 0 made or resumes."""
     if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(_RUN_DIR_ENV):
         return Path(os.environ[_RUN_DIR_ENV])
-    logdir = Path(cfg.logdir)
-    if not cfg.resume:
-        return new_version_dir(logdir, name)
-    found = versions(logdir, name)
-    if not found:
-        raise CnnlabError(f"--resume: no run named {name!r} in {logdir}/ to resume; drop --resume to start one")
-    return logdir / name / f"version_{found[-1]}"
+    return None
 
 
 def _resumed_config(cfg: FitConfig, run_dir: Path) -> FitConfig:
@@ -256,29 +275,52 @@ def _resumed_config(cfg: FitConfig, run_dir: Path) -> FitConfig:
     return FitConfig(**merged)
 
 
-def fit(cfg: FitConfig) -> FitResult:
-    """Train one run as configured and return where it was recorded and what it measured."""
-    cfg.validate()
-    name = cfg.run_name
-    run_dir = _run_folder(cfg, name)
-    last = run_dir / LAST_CKPT
-    if cfg.resume:
-        if not last.is_file():
-            raise CnnlabError(f"--resume: {last} does not exist (the run ended before its first epoch); start anew")
-        load_checkpoint_dict(last)  # a clear error for a corrupt or unsafe file, before Lightning reads it
-        cfg = _resumed_config(cfg, run_dir)
+def prepare(cfg: FitConfig) -> tuple[FashionMNISTDataModule, FashionClassifier]:
+    """Seed, then build the data (read and split) and the model: the seed fixes subset, shuffle and init."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = FashionMNISTDataModule(cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed,
-                                eval_train=cfg.eval_train)  # fmt: skip
-    model = FashionClassifier(cfg.dropout, cfg.lr, cfg.optimizer, cfg.batch_size, cfg.init, cfg.channels_last,
-                              cfg.compile)  # fmt: skip
+    dm = FashionMNISTDataModule(
+        cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed, eval_train=cfg.eval_train
+    )
+    model = FashionClassifier(
+        cfg.dropout, cfg.lr, cfg.optimizer, cfg.batch_size, cfg.init, cfg.channels_last, cfg.compile
+    )
     dm.prepare_data()
     dm.setup("fit")
+    return dm, model
+
+
+def _trainer(cfg: FitConfig, recorder: RunRecorder) -> L.Trainer:
+    """The Trainer, built before the run folder exists: bad hardware options fail without leaving one."""
+    devices: Any = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices
+    try:
+        return L.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator=cfg.accelerator,
+            devices=devices,
+            num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy,
+            precision=cfg.precision,  # type: ignore[arg-type]
+            logger=False,  # attached once the run folder exists
+            callbacks=[recorder, *([_ProgressBar()] if cfg.progress else [])],
+            enable_checkpointing=False,  # RunRecorder writes best.ckpt and last.ckpt
+            plugins=[AtomicCheckpointIO()],
+            num_sanity_val_steps=0,
+            enable_progress_bar=cfg.progress,
+            enable_model_summary=cfg.progress,
+            log_every_n_steps=50,
+            default_root_dir=cfg.logdir,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as e:
+        raise CnnlabError(f"hardware options: {first_line(e, 300)}") from None
+
+
+def _run_info(cfg: FitConfig, dm: FashionMNISTDataModule, model: FashionClassifier, run_dir: Path) -> dict[str, Any]:
     assert dm.split is not None
     info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": _now()}
+    info.pop("message", None)  # a resumed run's earlier failure no longer describes it
     info.update(
-        name=name,
-        version=int(run_dir.name.removeprefix("version_")),
+        name=cfg.run_name,
+        version=version_of(run_dir),
         status="running",
         config=asdict(cfg),
         hparams=dict(model.hparams)
@@ -290,24 +332,33 @@ def fit(cfg: FitConfig) -> FitResult:
             "torch": torch.__version__,
             "lightning": L.__version__,
             "python": platform.python_version(),
-        },  # fmt: skip
+        },
     )
-    recorder = RunRecorder(run_dir, info)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
-                           save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)  # fmt: skip
-    logger = TensorBoardLogger(cfg.logdir, name=name, version=info["version"], default_hp_metric=False)
-    devices: Any = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices
-    try:
-        trainer = L.Trainer(
-            max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-            strategy=cfg.strategy, precision=cfg.precision,  # type: ignore[arg-type]
-            logger=logger, callbacks=[recorder, best, *([_ProgressBar()] if cfg.progress else [])],
-            plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0,
-            enable_progress_bar=cfg.progress, enable_model_summary=cfg.progress, log_every_n_steps=50,
-            default_root_dir=run_dir,
-        )  # fmt: skip
-    except (ValueError, RuntimeError, TypeError) as e:  # Lightning's MisconfigurationException is a ValueError
-        raise CnnlabError(f"hardware options: {first_line(e, 300)}") from None
+    return info
+
+
+def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
+    """Train one run as configured and return where it was recorded and what it measured.
+
+    With ``cfg.resume``, continues ``resume_dir`` or else the latest version of the run with a last checkpoint.
+    Every check (settings, data, hardware) runs before a new run folder is created.
+    """
+    cfg.validate()
+    run_dir = _worker_run_dir()
+    if cfg.resume:
+        run_dir = run_dir or resume_dir or resume_target(Path(cfg.logdir), cfg.run_name)
+        load_checkpoint_dict(checkpoint_path(run_dir, "last"))  # a clear error for a corrupt or unsafe file
+        cfg = _resumed_config(cfg, run_dir)
+    dm, model = prepare(cfg)
+    recorder = RunRecorder()
+    trainer = _trainer(cfg, recorder)
+    if run_dir is None:
+        run_dir = create_version(Path(cfg.logdir), cfg.run_name)
+    elif trainer.is_global_zero:
+        clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
+    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir))
+    logger = TensorBoardLogger(cfg.logdir, name=cfg.run_name, version=version_of(run_dir), default_hp_metric=False)
+    trainer.logger = logger
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
     os.environ[_RUN_DIR_ENV] = str(run_dir)
@@ -316,8 +367,8 @@ def fit(cfg: FitConfig) -> FitResult:
         with _sigint_stops_training(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory batches need none
             warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-            warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
             warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")  # Lightning vs newer torch
+            last = checkpoint_path(run_dir, "last")
             trainer.fit(model, datamodule=dm, ckpt_path=last if cfg.resume else None, weights_only=True)
         status = "finished"
     except TrainingInterrupted:
@@ -325,6 +376,9 @@ def fit(cfg: FitConfig) -> FitResult:
         raise
     except CnnlabError as e:
         recorder.info["message"] = str(e)
+        if isinstance(e, NonFiniteLoss):
+            recorder.info["nonfinite_epoch"] = e.epoch
+            e.run_dir = str(run_dir)
         raise
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)
@@ -333,11 +387,36 @@ def fit(cfg: FitConfig) -> FitResult:
     result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
     if not trainer.is_global_zero:
         return result
-    # Test the final weights on the holdout and the official test set (rank 0 alone: no padded DDP samplers).
-    for split in ("holdout", "official"):
-        result.test[split] = evaluate_torch(model.net, dm.eval_set(split), device=model.device)
-        for k, v in result.test[split].items():
-            logger.experiment.add_scalar(f"test/{split}/{k}", v, len(recorder.history))
+    result.test = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
+    for which, measured in result.test.items():
+        for split in TEST_SPLITS:
+            for k, v in measured[split].items():
+                logger.experiment.add_scalar(f"test/{which}/{split}/{k}", v, len(recorder.history))
     logger.experiment.flush()
+    clean_stray_temp(run_dir)
     recorder.write_info(status="finished", test=result.test)
     return result
+
+
+def measure_test_sets(
+    model: FashionClassifier,
+    dm: FashionMNISTDataModule,
+    run_dir: Path,
+    history: list[dict[str, float]],
+    device: torch.device,
+) -> dict[str, dict[str, Any]]:
+    """Loss and accuracy on the holdout and the official test set, for the last epoch's weights and for the best
+    checkpoint's (what `export RUN` and `evaluate RUN` use by default), on the device that trained them."""
+    best = best_row(history)
+    nets = {"last": (len(history), model.net)}
+    if best is not None:
+        best_net = model.net if best["epoch"] == len(history) else load_network(checkpoint_path(run_dir, "best")).net
+        nets["best"] = (int(best["epoch"]), best_net)
+    out: dict[str, dict[str, Any]] = {}
+    for which, (epoch, net) in nets.items():
+        net.to(device)
+        out[which] = {"epoch": epoch} | {
+            split: evaluate_torch(net, dm.eval_set(split), device=device) for split in TEST_SPLITS
+        }
+    model.net.cpu()
+    return out
