@@ -73,7 +73,13 @@ def fit(
     epochs: Annotated[int, typer.Option(help="Epochs to train (with --resume: train up to this many).")] = 40,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
-    optimizer: Annotated[str, typer.Option(help="rmsprop (Keras settings), adam or sgd.")] = "rmsprop",
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            help="rmsprop (Keras 2, the exercise's: / (sqrt(v) + eps)), rmsprop-tf (Keras 3 and tf.keras: "
+            "/ sqrt(v + eps)), adam or sgd."
+        ),
+    ] = "rmsprop",
     init: Annotated[str, typer.Option(help="Weight init: keras (glorot-uniform, zero bias) or torch.")] = "keras",
     seed: Annotated[int, typer.Option(help="Fixes the data subset, the shuffle and the initialization.")] = 42,
     val_split: Annotated[float, typer.Option(help="Keras validation_split: last part of the subset.")] = 0.1,
@@ -204,7 +210,9 @@ def study(
     seed: Annotated[int, typer.Option(help="First seed.")] = 42,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
-    optimizer: Annotated[str, typer.Option(help="rmsprop, adam or sgd.")] = "rmsprop",
+    optimizer: Annotated[str, typer.Option(help="rmsprop (Keras 2 form), rmsprop-tf (Keras 3 form), adam or sgd.")] = (
+        "rmsprop"
+    ),
     eval_train: Annotated[bool, typer.Option(help="Also measure train metrics with dropout off.")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST files.")] = None,
     logdir: Annotated[Path, typer.Option(help="TensorBoard log folder for the runs.")] = Path("tb_logs"),

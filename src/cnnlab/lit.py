@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from .errors import CnnlabError
 from .model import INIT_CHOICES, KerasCNN
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
+OPTIMIZERS = ("rmsprop", "rmsprop-tf", "adam", "sgd")
 
 
 class NonFiniteLoss(CnnlabError):
@@ -122,11 +122,44 @@ class FashionClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams
-        if hp.optimizer == "rmsprop":  # Keras' RMSprop: rho 0.9, epsilon 1e-7 (torch defaults: 0.99, 1e-8)
+        if hp.optimizer == "rmsprop":  # Keras 2's RMSprop: rho 0.9, epsilon 1e-7 (torch defaults: 0.99, 1e-8)
             return torch.optim.RMSprop(self.parameters(), lr=hp.lr, alpha=0.9, eps=1e-7)
+        if hp.optimizer == "rmsprop-tf":  # Keras 3 / tf.keras: epsilon inside the square root
+            return RMSpropTF(self.parameters(), lr=hp.lr, rho=0.9, eps=1e-7)
         if hp.optimizer == "adam":
             return torch.optim.Adam(self.parameters(), lr=hp.lr, eps=1e-7)
         return torch.optim.SGD(self.parameters(), lr=hp.lr)
+
+
+class RMSpropTF(torch.optim.Optimizer):
+    """RMSprop as Keras 3 and tf.keras compute it: ``w -= lr * g / sqrt(v + eps)``, with ``v = rho v + (1 - rho) g^2``.
+
+    Keras 2 (the exercise's) and torch divide by ``sqrt(v) + eps`` instead. With eps = 1e-7 the difference is in
+    the floor: sqrt(1e-7) = 3.2e-4, so a weight whose gradients are tiny takes proportionally smaller steps here,
+    where the Keras 2 form lets it move by up to lr per step.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                v = state["square_avg"]
+                v.mul_(rho).addcmul_(p.grad, p.grad, value=1 - rho)
+                p.addcdiv_(p.grad, v.add(eps).sqrt_(), value=-lr)
+        return loss
 
 
 def check_hparams(dropout: float, lr: float, optimizer: str, init: str) -> None:
