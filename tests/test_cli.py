@@ -38,7 +38,7 @@ def test_fit_through_the_cli(synth_dir, in_tmp):
         (["--frac", "1.5"], "--frac 1.5: must be in (0, 1]"),
         (["--dropout", "1"], "--dropout 1.0: must be in [0, 1)"),
         (["--epochs", "0"], "--epochs 0: must be at least 1"),
-        (["--optimizer", "adagrad"], "--optimizer 'adagrad': unknown; choose one of rmsprop, adam, sgd"),
+        (["--optimizer", "adagrad"], "--optimizer 'adagrad': unknown; choose one of rmsprop, rmsprop-tf, adam, sgd"),
         (["--data-dir", "/nonexistent"], "--data-dir /nonexistent: missing"),
         (["--resume", "--name", "nothing"], "--resume: no run named 'nothing'"),
         (["--accelerator", "tpu9"], "hardware options:"),
