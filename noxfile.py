@@ -41,3 +41,10 @@ def fuzz(session: nox.Session) -> None:
     """Fuzz the IDX reader and image loader for minutes: `nox -s fuzz -- --seconds 300`."""
     session.install("-e", ".[dev]")
     session.run("python", "fuzz/fuzz_readers.py", *(session.posargs or ["--seconds", "60", "--min-inputs", "200"]))
+
+
+@nox.session(default=False)
+def parity(session: nox.Session) -> None:
+    """Step-for-step parity with Keras (TensorFlow CPU, own environment): `nox -s parity -- --epochs 40`."""
+    session.install("-e", ".", "tensorflow-cpu>=2.16")
+    session.run("python", "benchmarks/parity_keras.py", *session.posargs)

@@ -10,7 +10,7 @@ runner = CliRunner()
 
 
 def test_module_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "--help"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "--help"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "fit" in proc.stdout
 
@@ -28,7 +28,7 @@ def test_fit_through_the_cli(synth_dir, in_tmp):
     )
     assert result.exit_code == 0, result.output
     assert "test: holdout" in result.output and "training time per epoch" in result.output
-    assert (in_tmp / "tb_logs" / "frac0.5_drop0.0" / "version_0" / "run.json").is_file()
+    assert (in_tmp / "tb_logs" / "frac0.5_drop0.0_e1" / "version_0" / "run.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_cli_fit_on_real_data_writes_the_contract(real_dir, in_tmp):
 
     result = CliRunner().invoke(app, ["fit", "--frac", "0.02", "--epochs", "1", "--data-dir", str(real_dir)])
     assert result.exit_code == 0, result.output
-    run = in_tmp / "tb_logs" / "frac0.02_drop0.0" / "version_0"
+    run = in_tmp / "tb_logs" / "frac0.02_drop0.0_e1" / "version_0"
     for f in ("history.csv", "run.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "hparams.yaml"):
         assert (run / f).is_file(), f
     info = json.loads((run / "run.json").read_text())

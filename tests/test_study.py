@@ -16,7 +16,7 @@ def test_study_runs_the_grid_and_a_rerun_trains_nothing(synth_dir, tmp_path, mon
     base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
     lines: list[str] = []
     result = run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / "study", log=lines.append)
-    assert len(result.rows) == 4 and lines[0].startswith("[1/4] frac0.3_drop0.0: training")
+    assert len(result.rows) == 4 and lines[0].startswith("[1/4] frac0.3_drop0.0_e2: training")
     assert "ETA" in lines[1]
     readme = (tmp_path / "study" / "README.md").read_text()
     assert readme.count("\n| frac") == 4 and "![curves.png](curves.png)" in readme

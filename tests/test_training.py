@@ -27,7 +27,7 @@ def _scalars(run_dir):
 
 def test_fit_writes_the_run_folder_contract(trained):
     run = trained.run_dir
-    assert run.parent.name == "frac0.5_drop0.5" and run.name == "version_0"
+    assert run.parent.name == "frac0.5_drop0.5_e3" and run.name == "version_0"
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*"))
     rows = list(csv.DictReader((run / "history.csv").open()))
@@ -139,7 +139,7 @@ def test_resume_matches_an_uninterrupted_run(synth_dir, tmp_path):
 
 
 def test_resume_without_a_run_is_a_clear_error(synth_dir, tmp_path):
-    with pytest.raises(CnnlabError, match="no run named 'frac0.5_drop0.0'.*drop --resume"):
+    with pytest.raises(CnnlabError, match="no run named 'frac0.5_drop0.0_e1'.*drop --resume"):
         fit(_cfg(synth_dir, tmp_path, resume=True))
 
 
@@ -153,7 +153,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(synth_dir, tmp_path,
     monkeypatch.setattr(FashionClassifier, "model_step", poisoned)
     with pytest.raises(CnnlabError, match="non-finite .* in epoch 2"):
         fit(_cfg(synth_dir, tmp_path, epochs=3))
-    run = tmp_path / "tb" / "frac0.5_drop0.0" / "version_0"
+    run = tmp_path / "tb" / "frac0.5_drop0.0_e3" / "version_0"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
     assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 0
     info = json.loads((run / "run.json").read_text())
@@ -178,9 +178,9 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
            "--frac", "0.5", "--epochs", "2", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
            "--no-progress"]  # fmt: skip
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = list((tmp_path / "tb" / "frac0.5_drop0.0").iterdir())
+    runs = list((tmp_path / "tb" / "frac0.5_drop0.0_e2").iterdir())
     assert [r.name for r in runs] == ["version_0"]  # the worker process wrote into rank 0's folder
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_completed"] == 2
@@ -281,3 +281,9 @@ def test_test_sets_are_measured_on_the_training_device(synth_dir, tmp_path, monk
     monkeypatch.setattr(training, "evaluate_torch", spy)
     fit(_cfg(synth_dir, tmp_path, accelerator="gpu"))
     assert devices and set(devices) == {"cuda"}
+
+
+def test_the_epoch_count_joins_the_default_name():
+    assert FitConfig().run_name == "frac0.2_drop0.0" and FitConfig(epochs=400).run_name == "frac0.2_drop0.0_e400"
+    assert FitConfig(epochs=4000, dropout=0.5, seed=7).run_name == "frac0.2_drop0.5_seed7_e4000"
+    assert FitConfig(epochs=400, name="mine").run_name == "mine"

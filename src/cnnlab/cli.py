@@ -219,10 +219,16 @@ def study(
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu...")] = "auto",
     precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed...")] = "32-true",
     progress: Annotated[bool, typer.Option(help="Show each run's progress bar.")] = True,
+    lang: Annotated[
+        str, typer.Option(help="Language of the report written at the end: en, ja, or both (report_en/, report_ja/).")
+    ] = "both",
 ) -> None:
-    """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison."""
+    """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison and the report."""
     from .study import parse_list, run_study
     from .training import FitConfig
+
+    if lang not in ("en", "ja", "both"):
+        raise CnnlabError(f"--lang {lang!r}: unknown; choose en, ja or both")
 
     base = FitConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      eval_train=eval_train, data_dir=str(data_dir) if data_dir else None, logdir=str(logdir),
@@ -230,7 +236,38 @@ def study(
     result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
                        log=lambda line: console.print(line, markup=False, highlight=False))  # fmt: skip
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)
-    typer.echo(f"wrote {out / 'README.md'}")
+    from .report import write_report
+
+    for code in ("en", "ja") if lang == "both" else (lang,):
+        write_report([str(out)], out / f"report_{code}", code, logdir=logdir)
+    typer.echo(f"wrote {out / 'README.md'} and the report in {out}/report_{'{en,ja}' if lang == 'both' else lang}/")
+
+
+@command
+def report(
+    runs: Annotated[
+        list[str], typer.Argument(help="Run names, run folders, or a study's output folder (all its runs).")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for REPORT.md, report.html, findings.json and figures.")] = Path(
+        "report"
+    ),
+    lang: Annotated[str, typer.Option(help="Language: en (English) or ja (Japanese).")] = "en",
+    threshold: Annotated[float, typer.Option(help="Overfitting: final val loss this many % above its minimum.")] = 10.0,
+    filters_dir: Annotated[
+        Path | None, typer.Option("--filters", help="A `cnnlab filters` output folder: adds Part 2.")
+    ] = None,
+    keras: Annotated[
+        Path | None, typer.Option(help="Curves JSON from benchmarks/parity_keras.py --epochs N: adds Keras 3.")
+    ] = None,
+    logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+) -> None:
+    """Write the lab report from the runs: setup, curves, results, findings, the exercise's claims tested."""
+    from .report import write_report
+
+    result = write_report(runs, out, lang, threshold, filters_dir, logdir, keras)
+    for f in result.findings:
+        console.print(("  " if f.holds else "- ") + f.sentence[lang], markup=False, highlight=False, soft_wrap=True)
+    typer.echo(f"wrote {out / 'REPORT.md'}, {out / 'report.html'}, {out / 'findings.json'}")
 
 
 @command

@@ -412,15 +412,18 @@ def run_filters(
                             signed=False, dead=dead),
             plots.plot_overview(shown, stem.weight, act, out / f"{name}_overview.png", f"{name}: {title}", dead),
         ]  # fmt: skip
+    tuning = {}
     if stem.channels == 3:
         hues, resp = hue_tuning(stem)
+        tuning["hue"] = {"x": np.asarray(hues).tolist(), "response": np.asarray(resp).round(6).tolist()}
         result.files.append(plots.plot_tuning(hues, resp, out / "tuning_hue.png", "hue (degrees)",
                                               f"hue tuning ({stem.title})", result.filters, hue_axis=True))  # fmt: skip
     angles, resp = orientation_tuning(stem)
+    tuning["orientation"] = {"x": np.asarray(angles).tolist(), "response": np.asarray(resp).round(6).tolist()}
     result.files.append(plots.plot_tuning(angles, resp, out / "tuning_orientation.png", "grating orientation (degrees)",
                                           f"orientation tuning ({stem.title})", result.filters))  # fmt: skip
     summary = {"title": stem.title, "random_weights": stem.random, "category_rule": CATEGORY_RULE,
-               "filters": result.filters, "images": result.images}  # fmt: skip
+               "filters": result.filters, "images": result.images, "tuning": tuning}  # fmt: skip
     atomic_write_json(out / "summary.json", summary)
     result.files.append(out / "summary.json")
     if tensorboard:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,73 +44,132 @@ def plot_confusion(cm: list[list[int]], title: str, path: str | os.PathLike[str]
     return save_figure(fig, path)
 
 
-_PANELS = (("train_loss", "train loss"), ("val_loss", "validation loss"),
-           ("train_acc", "train accuracy"), ("val_acc", "validation accuracy"))  # fmt: skip
+_PANELS = ("train_loss", "val_loss", "train_acc", "val_acc")
+# Curve labels per language; Japanese only where a CJK font is installed (see cjk_font), never tofu boxes.
+TEXT = {
+    "en": {"train_loss": "train loss", "val_loss": "validation loss", "train_acc": "train accuracy",
+           "val_acc": "validation accuracy", "epoch": "epoch", "loss": "cross-entropy loss", "accuracy": "accuracy",
+           "log": " (log scale)", "train": "train", "validation": "validation", "train_off": "train (dropout off)",
+           "min": "min validation loss", "note": "train: running mean over each epoch, dropout active",
+           "dashed": "; dashed: dropout off", "bands": "; seeds averaged: mean, band min-max",
+           "title": "learning curves", "min_at": "minimum validation loss at epoch"},
+    "ja": {"train_loss": "訓練損失", "val_loss": "検証損失", "train_acc": "訓練精度", "val_acc": "検証精度",
+           "epoch": "エポック", "loss": "交差エントロピー損失", "accuracy": "精度", "log": "（対数軸）",
+           "train": "訓練", "validation": "検証", "train_off": "訓練（ドロップアウトなし）", "min": "検証損失の最小点",
+           "note": "訓練：各エポックの移動平均、ドロップアウト有効", "dashed": "、破線：ドロップアウトなし",
+           "bands": "、シード平均（帯は最小〜最大）", "title": "学習曲線", "min_at": "検証損失の最小はエポック"},
+}  # fmt: skip
+CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
+
+
+def cjk_font() -> str | None:
+    """A font that has Japanese glyphs (Debian: `apt-get install fonts-noto-cjk`), or None."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return next((n for n in CJK_FONTS if n in names), None)
+
+
+def figure_lang(lang: str) -> str:
+    """The language figures are labelled in: Japanese needs a CJK font, else English."""
+    return "ja" if lang == "ja" and cjk_font() else "en"
+
+
+@contextlib.contextmanager
+def _fonts(lang: str) -> Iterator[dict[str, str]]:
+    font = cjk_font() if lang == "ja" else None
+    with matplotlib.rc_context({"font.family": [font, "DejaVu Sans"]} if font else {}):
+        yield TEXT["ja" if font else "en"]
 
 
 def _settings(run: Any) -> str:
     return f"frac {run.setting('frac')}, dropout {run.setting('dropout')}, seed {run.setting('seed')}"
 
 
-def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = False) -> Path:
+def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = False, lang: str = "en") -> Path:
     """Four panels against epoch, a line per series (a run, or the mean of a group's seeds with a min-max band);
     both loss panels share one y-axis and both accuracy panels another."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row")
-    colours = [plt.get_cmap("tab10")(i) for i in range(10)]
-    runs = [run for s in series for run in s.runs]
-    bands = any(len(s.runs) > 1 for s in series)
-    for i, s in enumerate(series):
-        members, colour = s.runs, colours[i % len(colours)]
-        n = min(len(m.history) for m in members)
-        epochs = [r["epoch"] for r in members[0].history[:n]]
-        for ax, (key, _) in zip(axes.flat, _PANELS, strict=True):
-            values = np.array([[r[key] for r in m.history[:n]] for m in members])
-            ax.plot(epochs, values.mean(0), color=colour, label=s.label if key == "train_loss" else None)
-            if len(members) > 1:
-                ax.fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.2)
-            eval_key = key.replace("train_", "train_eval_")
-            if key.startswith("train_") and all(eval_key in r for m in members for r in m.history[:n]):
-                ev = np.array([[r[eval_key] for r in m.history[:n]] for m in members]).mean(0)
-                ax.plot(epochs, ev, color=colour, linestyle="--")
-    for ax, (_, title) in zip(axes.flat, _PANELS, strict=True):
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    if log_loss:
-        axes[0, 0].set_yscale("log")
-    for ax in axes[1]:
-        ax.set_xlabel("epoch")
-    axes[0, 0].set_ylabel("cross-entropy loss" + (" (log scale)" if log_loss else ""))
-    axes[1, 0].set_ylabel("accuracy")
-    dashed = any("train_eval_loss" in r for run in runs for r in run.history)
-    note = "train: running mean over each epoch, dropout active" + ("; dashed: dropout off" if dashed else "")
-    fig.suptitle(f"learning curves ({note}" + ("; seeds averaged: mean, band min-max)" if bands else ")"), fontsize=10)
-    fig.legend(loc="lower center", ncol=min(2, len(series)), fontsize=9, bbox_to_anchor=(0.5, -0.02 * len(series)))
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    return save_figure(fig, path)
+    with _fonts(lang) as t:
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row")
+        colours = [plt.get_cmap("tab10")(i) for i in range(10)]
+        runs = [run for s in series for run in s.runs]
+        bands = any(len(s.runs) > 1 for s in series)
+        for i, s in enumerate(series):
+            members, colour = s.runs, colours[i % len(colours)]
+            n = min(len(m.history) for m in members)
+            epochs = [r["epoch"] for r in members[0].history[:n]]
+            for ax, key in zip(axes.flat, _PANELS, strict=True):
+                values = np.array([[r[key] for r in m.history[:n]] for m in members])
+                ax.plot(epochs, values.mean(0), color=colour, label=s.label if key == "train_loss" else None)
+                if len(members) > 1:
+                    ax.fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.2)
+                eval_key = key.replace("train_", "train_eval_")
+                if key.startswith("train_") and all(eval_key in r for m in members for r in m.history[:n]):
+                    ev = np.array([[r[eval_key] for r in m.history[:n]] for m in members]).mean(0)
+                    ax.plot(epochs, ev, color=colour, linestyle="--")
+        for ax, key in zip(axes.flat, _PANELS, strict=True):
+            ax.set_title(t[key])
+            ax.grid(alpha=0.3)
+        if log_loss:
+            axes[0, 0].set_yscale("log")
+        for ax in axes[1]:
+            ax.set_xlabel(t["epoch"])
+        axes[0, 0].set_ylabel(t["loss"] + (t["log"] if log_loss else ""))
+        axes[1, 0].set_ylabel(t["accuracy"])
+        dashed = any("train_eval_loss" in r for run in runs for r in run.history)
+        note = t["note"] + (t["dashed"] if dashed else "") + (t["bands"] if bands else "")
+        fig.suptitle(f"{t['title']} ({note})", fontsize=10)
+        fig.legend(loc="lower center", ncol=min(2, len(series)), fontsize=9,
+                   bbox_to_anchor=(0.5, -0.02 * len(series)))  # fmt: skip
+        fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+        return save_figure(fig, path)
 
 
-def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = False) -> Path:
-    """Train against validation for one run: the classic overfitting picture."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    epochs = [r["epoch"] for r in run.history]
-    for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
-        ax.plot(epochs, [r[f"train_{metric}"] for r in run.history], label="train", color="tab:blue")
-        ax.plot(epochs, [r[f"val_{metric}"] for r in run.history], label="validation", color="tab:orange")
-        if all(f"train_eval_{metric}" in r for r in run.history):
-            ax.plot(epochs, [r[f"train_eval_{metric}"] for r in run.history], label="train (dropout off)",
-                    color="tab:blue", linestyle="--")  # fmt: skip
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    best = min(run.history, key=lambda r: r["val_loss"])
-    loss_ax.axvline(best["epoch"], color="grey", linestyle=":", label="min validation loss")
-    loss_ax.set_ylabel("loss" + (" (log scale)" if log_loss else ""))
-    if log_loss:
-        loss_ax.set_yscale("log")
-    acc_ax.set_ylabel("accuracy")
-    fig.suptitle(f"{run.label}: {_settings(run)}; minimum validation loss at epoch {best['epoch']}", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = False, lang: str = "en") -> Path:
+    """Train against validation for one run (or a series' mean curves): the classic overfitting picture."""
+    with _fonts(lang) as t:
+        fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+        epochs = [r["epoch"] for r in run.history]
+        for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
+            ax.plot(epochs, [r[f"train_{metric}"] for r in run.history], label=t["train"], color="tab:blue")
+            ax.plot(epochs, [r[f"val_{metric}"] for r in run.history], label=t["validation"], color="tab:orange")
+            if all(f"train_eval_{metric}" in r for r in run.history):
+                ax.plot(epochs, [r[f"train_eval_{metric}"] for r in run.history], label=t["train_off"],
+                        color="tab:blue", linestyle="--")  # fmt: skip
+            ax.set_xlabel(t["epoch"])
+            ax.grid(alpha=0.3)
+            ax.legend()
+        best = min(run.history, key=lambda r: r["val_loss"])
+        loss_ax.axvline(best["epoch"], color="grey", linestyle=":", label=t["min"])
+        loss_ax.set_ylabel(t["loss"] + (t["log"] if log_loss else ""))
+        if log_loss:
+            loss_ax.set_yscale("log")
+        acc_ax.set_ylabel(t["accuracy"])
+        title = getattr(run, "title", None) or f"{run.label}: {_settings(run)}"
+        fig.suptitle(f"{title}; {t['min_at']} {best['epoch']}", fontsize=10)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_curve_sets(curves: dict[str, list[dict[str, float]]], path: str | os.PathLike[str], lang: str = "en") -> Path:
+    """Learning curves of several trainings (e.g. cnnlab and Keras forms) on the four shared-axis panels."""
+    with _fonts(lang) as t:
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True, sharey="row")
+        for name, rows in curves.items():
+            epochs = range(1, len(rows) + 1)
+            style = "--" if name.lower().startswith("keras") else "-"
+            for ax, key in zip(axes.flat, _PANELS, strict=True):
+                ax.plot(epochs, [r[key] for r in rows], style, label=name if key == "train_loss" else None)
+        for ax, key in zip(axes.flat, _PANELS, strict=True):
+            ax.set_title(t[key])
+            ax.grid(alpha=0.3)
+        for ax in axes[1]:
+            ax.set_xlabel(t["epoch"])
+        axes[0, 0].set_ylabel(t["loss"])
+        axes[1, 0].set_ylabel(t["accuracy"])
+        fig.legend(loc="lower center", ncol=min(4, len(curves)), fontsize=9)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        return save_figure(fig, path)
 
 
 # --- first-layer figures -------------------------------------------------------------------------------------

@@ -201,9 +201,15 @@ def resolve_run(run: str | os.PathLike[str], logdir: Path = Path("tb_logs")) -> 
     )
 
 
-def resume_target(logdir: Path, name: str) -> Path:
-    """The run ``--resume`` continues: the latest version of ``name`` with a last checkpoint."""
+def resume_target(logdir: Path, name: str, family: str | None = None) -> Path:
+    """The run ``--resume`` continues: the latest version of ``name`` with a last checkpoint. When ``name`` has none,
+    the runs of its ``family`` (the same settings named for another epoch count: ``family`` or ``family_eN``) are
+    tried, the most recently checkpointed first, so `--resume --epochs 80` extends a 40-epoch run."""
     found = latest(logdir, name, is_resumable)
+    if found is None and family is not None and Path(logdir).is_dir():
+        pattern = re.compile(rf"^{re.escape(family)}(_e\d+)?$")
+        kin = [latest(logdir, p.name, is_resumable) for p in Path(logdir).iterdir() if pattern.match(p.name)]
+        found = max((k for k in kin if k), key=lambda k: checkpoint_path(k, "last").stat().st_mtime, default=None)
     if found is None:
         if versions(logdir, name):
             raise CnnlabError(f"--resume: no version of {name!r} in {logdir}/ finished an epoch; start anew")

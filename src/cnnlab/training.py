@@ -79,6 +79,12 @@ class FitConfig:
     def run_name(self) -> str:
         if self.name is not None:
             return check_name(self.name)
+        # the epoch count joins the name when it is not the default, so 40-, 400- and 4,000-epoch runs never mix
+        return self.family + (f"_e{self.epochs}" if self.epochs != FitConfig.epochs else "")
+
+    @property
+    def family(self) -> str:
+        """The default name without the epoch count: what --resume looks for when extending a run's epochs."""
         name = f"frac{self.frac}_drop{float(self.dropout)}"
         if self.optimizer != "rmsprop":
             name += f"_{self.optimizer}"
@@ -314,12 +320,27 @@ def _trainer(cfg: FitConfig, recorder: RunRecorder) -> L.Trainer:
         raise CnnlabError(f"hardware options: {first_line(e, 300)}") from None
 
 
-def _run_info(cfg: FitConfig, dm: FashionMNISTDataModule, model: FashionClassifier, run_dir: Path) -> dict[str, Any]:
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the run trained on, for run.json and the report."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)  # fmt: skip
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "device": device.type}  # fmt: skip
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _run_info(
+    cfg: FitConfig, dm: FashionMNISTDataModule, model: FashionClassifier, run_dir: Path, device: torch.device
+) -> dict[str, Any]:
     assert dm.split is not None
     info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": _now()}
     info.pop("message", None)  # a resumed run's earlier failure no longer describes it
     info.update(
-        name=cfg.run_name,
+        name=run_dir.parent.name,  # the folder's name: a resumed run keeps it whatever its epochs
         version=version_of(run_dir),
         status="running",
         config=asdict(cfg),
@@ -327,6 +348,7 @@ def _run_info(cfg: FitConfig, dm: FashionMNISTDataModule, model: FashionClassifi
         | {"frac": cfg.frac, "seed": cfg.seed, "epochs": cfg.epochs, "val_split": cfg.val_split},
         split=dm.split_sizes,
         train_indices_sha256=dm.split.train_hash,
+        hardware=hardware(device),
         versions={
             "cnnlab": __version__,
             "torch": torch.__version__,
@@ -346,7 +368,9 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
     cfg.validate()
     run_dir = _worker_run_dir()
     if cfg.resume:
-        run_dir = run_dir or resume_dir or resume_target(Path(cfg.logdir), cfg.run_name)
+        run_dir = (
+            run_dir or resume_dir or resume_target(Path(cfg.logdir), cfg.run_name, None if cfg.name else cfg.family)
+        )
         load_checkpoint_dict(checkpoint_path(run_dir, "last"))  # a clear error for a corrupt or unsafe file
         cfg = _resumed_config(cfg, run_dir)
     dm, model = prepare(cfg)
@@ -356,8 +380,10 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
         run_dir = create_version(Path(cfg.logdir), cfg.run_name)
     elif trainer.is_global_zero:
         clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
-    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir))
-    logger = TensorBoardLogger(cfg.logdir, name=cfg.run_name, version=version_of(run_dir), default_hp_metric=False)
+    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device))
+    logger = TensorBoardLogger(
+        cfg.logdir, name=run_dir.parent.name, version=version_of(run_dir), default_hp_metric=False
+    )
     trainer.logger = logger
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
