@@ -180,11 +180,12 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stdout.count("training time per epoch") == 1  # one summary
     runs = list((tmp_path / "tb" / "frac0.5_drop0.0_e2").iterdir())
     assert [r.name for r in runs] == ["version_0"]  # the worker process wrote into rank 0's folder
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_completed"] == 2
-    assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and set(info["test"]) == {"best", "last"}
 
 
 def _scripted_val_loss(monkeypatch, losses):

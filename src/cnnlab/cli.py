@@ -116,7 +116,7 @@ def fit(
                     precision=precision, channels_last=channels_last, compile=compile,
                     progress=progress)  # fmt: skip
     result = fit_run(cfg)
-    if not result.history:
+    if not result.history or not result.reporter:  # a DDP worker: rank 0 prints the one summary
         return
     last, best = result.history[-1], result.best
     table = Table(title=f"{result.run_dir}  ({len(result.history)} epochs, {result.status})")

@@ -112,6 +112,7 @@ class FitResult:
     test: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"best"|"last": {"epoch", "holdout", ...}}
     epoch_seconds: list[float] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
+    reporter: bool = True  # False in DDP worker processes: rank 0 alone reports the run
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -412,6 +413,7 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
             recorder.write_info(status=status)
     result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
     if not trainer.is_global_zero:
+        result.reporter = False
         return result
     result.test = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
     for which, measured in result.test.items():
