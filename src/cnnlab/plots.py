@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .data import CLASS_NAMES  # noqa: E402
@@ -52,12 +53,14 @@ TEXT = {
            "log": " (log scale)", "train": "train", "validation": "validation", "train_off": "train (dropout off)",
            "min": "min validation loss", "note": "train: running mean over each epoch, dropout active",
            "dashed": "; dashed: dropout off", "bands": "; seeds averaged: mean, band min-max",
-           "title": "learning curves", "min_at": "minimum validation loss at epoch"},
+           "title": "learning curves", "min_at": "minimum validation loss at epoch", "dropout": "dropout",
+           "seed": "seed"},
     "ja": {"train_loss": "訓練損失", "val_loss": "検証損失", "train_acc": "訓練精度", "val_acc": "検証精度",
            "epoch": "エポック", "loss": "交差エントロピー損失", "accuracy": "精度", "log": "（対数軸）",
            "train": "訓練", "validation": "検証", "train_off": "訓練（ドロップアウトなし）", "min": "検証損失の最小点",
            "note": "訓練：各エポックの移動平均、ドロップアウト有効", "dashed": "、破線：ドロップアウトなし",
-           "bands": "、シード平均（帯は最小〜最大）", "title": "学習曲線", "min_at": "検証損失の最小はエポック"},
+           "bands": "、シード平均（帯は最小〜最大）", "title": "学習曲線", "min_at": "検証損失の最小はエポック",
+           "dropout": "ドロップアウト", "seed": "シード"},
 }  # fmt: skip
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
 
@@ -82,8 +85,9 @@ def _fonts(lang: str) -> Iterator[dict[str, str]]:
         yield TEXT["ja" if font else "en"]
 
 
-def _settings(run: Any) -> str:
-    return f"frac {run.setting('frac')}, dropout {run.setting('dropout')}, seed {run.setting('seed')}"
+def _settings(run: Any, t: dict[str, str] | None = None) -> str:
+    t = t or TEXT["en"]
+    return f"frac {run.setting('frac')}, {t['dropout']} {run.setting('dropout')}, {t['seed']} {run.setting('seed')}"
 
 
 def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = False, lang: str = "en") -> Path:
@@ -114,6 +118,7 @@ def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = 
             axes[0, 0].set_yscale("log")
         for ax in axes[1]:
             ax.set_xlabel(t["epoch"])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 0].set_ylabel(t["loss"] + (t["log"] if log_loss else ""))
         axes[1, 0].set_ylabel(t["accuracy"])
         dashed = any("train_eval_loss" in r for run in runs for r in run.history)
@@ -137,6 +142,7 @@ def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = Fal
                 ax.plot(epochs, [r[f"train_eval_{metric}"] for r in run.history], label=t["train_off"],
                         color="tab:blue", linestyle="--")  # fmt: skip
             ax.set_xlabel(t["epoch"])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
         best = min(run.history, key=lambda r: r["val_loss"])
@@ -145,7 +151,7 @@ def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = Fal
         if log_loss:
             loss_ax.set_yscale("log")
         acc_ax.set_ylabel(t["accuracy"])
-        title = getattr(run, "title", None) or f"{run.label}: {_settings(run)}"
+        title = getattr(run, "title", None) or f"{run.label}: {_settings(run, t)}"
         fig.suptitle(f"{title}; {t['min_at']} {best['epoch']}", fontsize=10)
         fig.tight_layout()
         return save_figure(fig, path)

@@ -321,6 +321,12 @@ def write_report(
     return ReportResult(out, files, findings, claims)
 
 
+def _duration(seconds: float) -> str:
+    if not seconds:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _epoch(stat: Any) -> str:
     return f"{stat.mean:.0f}" if stat.std is None else f"{stat.mean:.1f} ± {stat.std:.1f}"
 
@@ -342,7 +348,7 @@ def _setup(series: list[Series], t: dict[str, Any]) -> list[Block]:
             f"{split.get('holdout', '?'):,} / {split.get('official', '?'):,}", str(s.runs[0].setting("epochs")),
             f"{s.runs[0].setting('dropout')}", ", ".join(str(r.setting("seed")) for r in s.runs),
             str(s.runs[0].setting("optimizer")), f"{s.runs[0].setting('lr'):g}", str(s.runs[0].setting("batch_size")),
-            str(cfg.get("precision", "32-true")), f"{mean_s / 60:.1f} min" if mean_s else "-",
+            str(cfg.get("precision", "32-true")), _duration(mean_s),
         ])  # fmt: skip
     info = series[0].runs[0].info
     hw = info.get("hardware")
