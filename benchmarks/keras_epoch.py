@@ -19,13 +19,9 @@ def read(path: Path, offset: int) -> np.ndarray:
         return np.frombuffer(f.read(), np.uint8, offset=offset)
 
 
-def main() -> None:
-    folder, n, epochs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    images = next(folder.glob("train-images-idx3-ubyte*"))
-    labels = next(folder.glob("train-labels-idx1-ubyte*"))
-    x = read(images, 16).reshape(-1, 28, 28, 1)[:n].astype("float32") / 255
-    y = keras.utils.to_categorical(read(labels, 8)[:n], 10)
-    model = keras.Sequential([
+def exercise_model() -> keras.Sequential:
+    """The exercise's network (Keras' cifar10_cnn layout) on 28x28x1 input, softmax output."""
+    return keras.Sequential([
         keras.Input((28, 28, 1)),
         keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
         keras.layers.Conv2D(32, 3, activation="relu"),
@@ -37,6 +33,15 @@ def main() -> None:
         keras.layers.Dense(512, activation="relu"),
         keras.layers.Dense(10, activation="softmax"),
     ])  # fmt: skip
+
+
+def main() -> None:
+    folder, n, epochs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    images = next(folder.glob("train-images-idx3-ubyte*"))
+    labels = next(folder.glob("train-labels-idx1-ubyte*"))
+    x = read(images, 16).reshape(-1, 28, 28, 1)[:n].astype("float32") / 255
+    y = keras.utils.to_categorical(read(labels, 8)[:n], 10)
+    model = exercise_model()
     model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="categorical_crossentropy", metrics=["accuracy"])
     times: list[float] = []
 

@@ -109,22 +109,9 @@ def _epoch_row(losses, correct, n, val_loss, val_acc):
 
 
 def keras_model(state: dict[str, torch.Tensor]):
-    import keras
+    from keras_epoch import exercise_model  # the same network the training benchmark times
 
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(512, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
+    model = exercise_model()
     weights = []
     for i in (0, 2, 5, 7):  # the four convolutions in KerasCNN.layers: OIHW -> HWIO
         weights += [state[f"layers.{i}.weight"].permute(2, 3, 1, 0), state[f"layers.{i}.bias"]]
