@@ -221,6 +221,11 @@ def main() -> int:
     ap.add_argument("--frac", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epochs", type=int, default=0, help="also train N epochs per form and write the curves")
+    ap.add_argument(
+        "--forms",
+        default="rmsprop,rmsprop-tf,keras2,keras3",
+        help="which trainings --epochs runs (cnnlab: rmsprop, rmsprop-tf; Keras: keras2, keras3)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/parity"))
     args = ap.parse_args()
     import keras
@@ -289,12 +294,13 @@ def long_runs(state, data, args) -> dict[str, list[dict[str, float]]]:
     n = len(data["y"])
     shuffles = [np.array(list(_epoch_order(n, args.seed, e))) for e in range(args.epochs)]
     curves = {}
-    for form in ("rmsprop", "rmsprop-tf"):
+    forms = args.forms.split(",")
+    for form in (f for f in ("rmsprop", "rmsprop-tf") if f in forms):
         lit = cnnlab_model(form, args.seed, args.frac)
         lit.net.load_state_dict(state)
         _, curves[f"cnnlab {form}"] = torch_train(lit, data, args.epochs, shuffles)
         print(f"cnnlab {form}: {_summary(curves[f'cnnlab {form}'])}", flush=True)
-    for form in ("keras2", "keras3"):
+    for form in (f for f in ("keras2", "keras3") if f in forms):
         _, curves[f"keras {form}"] = keras_train(keras_model(state), form, data, args.epochs, shuffles)
         print(f"Keras {form}: {_summary(curves[f'keras {form}'])}", flush=True)
     return curves
