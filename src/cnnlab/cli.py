@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,6 +23,11 @@ app = typer.Typer(
 )
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
+PRECISION_HELP = (
+    "32-true (the exercise's float32), bf16-mixed, 16-mixed..., or auto: bf16-mixed where the hardware runs it "
+    "natively (a GPU with bf16, a CPU with avx512_bf16 or AMX), else 32-true."
+)
+THREADS_HELP = "CPU threads [default: PyTorch's, which follows OMP_NUM_THREADS when set]."
 CHECKPOINT_HELP = (
     "For a run name or folder: best (the epoch of lowest validation loss) or last (the final epoch's weights)."
 )
@@ -38,6 +44,17 @@ def _main(
         raise typer.Exit()
 
 
+def _shows_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        """cnnlab's own warnings are one line on stderr; everyone else's as Python shows them."""
+        if category.__name__ == "SlowPrecisionWarning":
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -49,7 +66,9 @@ def command(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _shows_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
         except CnnlabError as e:
             raise _fail(str(e)) from None
         except OSError as e:  # a path the system refuses (not a folder, no permission, disk full): the user can fix it
@@ -98,7 +117,8 @@ def fit(
     devices: Annotated[str, typer.Option(help="Devices per node: 1, 2, auto, or a list like 0,1.")] = "1",
     num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP.")] = 1,
     strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp...")] = "auto",
-    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, 16-mixed...")] = "32-true",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "32-true",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)] = None,
     channels_last: Annotated[
         bool, typer.Option(help="Channels-last (NHWC) memory format: faster on some hardware.")
     ] = False,
@@ -113,7 +133,7 @@ def fit(
                     init=init, seed=seed, val_split=val_split, eval_train=eval_train,
                     data_dir=str(data_dir) if data_dir else None, name=name, logdir=str(logdir), resume=resume,
                     accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=precision, channels_last=channels_last, compile=compile,
+                    precision=precision, threads=threads, channels_last=channels_last, compile=compile,
                     progress=progress)  # fmt: skip
     result = fit_run(cfg)
     if not result.history or not result.reporter:  # a DDP worker: rank 0 prints the one summary
@@ -146,10 +166,13 @@ def export(
     data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder for the parity check.")] = None,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
     checkpoint: Annotated[str, typer.Option(help=CHECKPOINT_HELP)] = "best",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Export a trained model to one self-contained ONNX file, verified against PyTorch first."""
     from .export import export_onnx
+    from .hardware import set_threads
 
+    set_threads(threads)
     r = export_onnx(source, output, opset, quantize, str(data_dir) if data_dir else None, logdir, checkpoint)
     if r.warning:
         typer.echo(f"warning: {r.warning}", err=True)
@@ -174,10 +197,13 @@ def evaluate(
     data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder.")] = None,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
     checkpoint: Annotated[str, typer.Option(help=CHECKPOINT_HELP)] = "best",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Evaluate a model in fast batches: accuracy, per-class accuracy, confusion matrix, images per second."""
+    from .hardware import set_threads
     from .reporting import evaluation_outputs
 
+    set_threads(threads)
     evaluation_outputs(model, compare, split, batch_size, provider, str(data_dir) if data_dir else None, logdir,
                        out, json_output, console, checkpoint)  # fmt: skip
 
@@ -217,7 +243,8 @@ def study(
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the Fashion-MNIST files.")] = None,
     logdir: Annotated[Path, typer.Option(help="TensorBoard log folder for the runs.")] = Path("tb_logs"),
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu...")] = "auto",
-    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed...")] = "32-true",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "32-true",
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)] = None,
     progress: Annotated[bool, typer.Option(help="Show each run's progress bar.")] = True,
     lang: Annotated[
         str, typer.Option(help="Language of the report written at the end: en, ja, or both (report_en/, report_ja/).")
@@ -232,7 +259,7 @@ def study(
 
     base = FitConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      eval_train=eval_train, data_dir=str(data_dir) if data_dir else None, logdir=str(logdir),
-                     accelerator=accelerator, precision=precision, progress=progress)  # fmt: skip
+                     accelerator=accelerator, precision=precision, threads=threads, progress=progress)  # fmt: skip
     result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
                        log=lambda line: console.print(line, markup=False, highlight=False))  # fmt: skip
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)

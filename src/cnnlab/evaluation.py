@@ -46,7 +46,7 @@ def ort_session(model: bytes | str | os.PathLike[str], provider: str = "cpu") ->
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = os.cpu_count() or 1  # one batch at a time: all cores on each operator
+    opts.intra_op_num_threads = torch.get_num_threads()  # one batch at a time: every thread on each operator
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]

@@ -30,6 +30,7 @@ from .checkpoints import load_checkpoint_dict, load_network
 from .data import FashionMNISTDataModule, check_fractions
 from .errors import CnnlabError, TrainingInterrupted, first_line
 from .evaluation import evaluate_torch
+from .hardware import Precision, choose_precision, describe, set_threads
 from .lit import FashionClassifier, NonFiniteLoss, check_hparams
 from .runs import (
     RUN_JSON,
@@ -47,7 +48,8 @@ from .runs import (
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
 TEST_SPLITS = ("holdout", "official")
-_HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last", "compile", "progress")
+_HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "threads", "channels_last", "compile",
+             "progress")  # fmt: skip
 
 
 @dataclass
@@ -70,7 +72,8 @@ class FitConfig:
     devices: str = "1"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "32-true"  # or bf16-mixed, 16-mixed..., or auto: bf16-mixed where native, else 32-true
+    threads: int | None = None  # CPU threads; None: PyTorch's default, which follows OMP_NUM_THREADS
     channels_last: bool = False  # NHWC memory format (a speed option)
     compile: bool = False  # torch.compile the network (a speed option)
     progress: bool = True  # progress bar and model summary
@@ -99,6 +102,8 @@ class FitConfig:
             raise CnnlabError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.num_nodes < 1:
             raise CnnlabError(f"--num-nodes {self.num_nodes}: must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise CnnlabError(f"--threads {self.threads}: must be at least 1")
         check_hparams(self.dropout, self.lr, self.optimizer, self.init)
         check_fractions(self.frac, self.val_split)
         check_name(self.run_name)
@@ -296,7 +301,7 @@ def prepare(cfg: FitConfig) -> tuple[FashionMNISTDataModule, FashionClassifier]:
     return dm, model
 
 
-def _trainer(cfg: FitConfig, recorder: RunRecorder) -> L.Trainer:
+def _trainer(cfg: FitConfig, recorder: RunRecorder, precision: str) -> L.Trainer:
     """The Trainer, built before the run folder exists: bad hardware options fail without leaving one."""
     devices: Any = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices
     try:
@@ -306,7 +311,7 @@ def _trainer(cfg: FitConfig, recorder: RunRecorder) -> L.Trainer:
             devices=devices,
             num_nodes=cfg.num_nodes,
             strategy=cfg.strategy,
-            precision=cfg.precision,  # type: ignore[arg-type]
+            precision=precision,  # type: ignore[arg-type]
             logger=False,  # attached once the run folder exists
             callbacks=[recorder, *([_ProgressBar()] if cfg.progress else [])],
             enable_checkpointing=False,  # RunRecorder writes best.ckpt and last.ckpt
@@ -321,21 +326,13 @@ def _trainer(cfg: FitConfig, recorder: RunRecorder) -> L.Trainer:
         raise CnnlabError(f"hardware options: {first_line(e, 300)}") from None
 
 
-def hardware(device: torch.device) -> dict[str, Any]:
-    """What the run trained on, for run.json and the report."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)  # fmt: skip
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "device": device.type}  # fmt: skip
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _run_info(
-    cfg: FitConfig, dm: FashionMNISTDataModule, model: FashionClassifier, run_dir: Path, device: torch.device
+    cfg: FitConfig,
+    dm: FashionMNISTDataModule,
+    model: FashionClassifier,
+    run_dir: Path,
+    device: torch.device,
+    precision: Precision,
 ) -> dict[str, Any]:
     assert dm.split is not None
     info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": _now()}
@@ -349,7 +346,8 @@ def _run_info(
         | {"frac": cfg.frac, "seed": cfg.seed, "epochs": cfg.epochs, "val_split": cfg.val_split},
         split=dm.split_sizes,
         train_indices_sha256=dm.split.train_hash,
-        hardware=hardware(device),
+        hardware=describe(device),
+        precision=precision.to_dict(),
         versions={
             "cnnlab": __version__,
             "torch": torch.__version__,
@@ -374,14 +372,16 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
         )
         load_checkpoint_dict(checkpoint_path(run_dir, "last"))  # a clear error for a corrupt or unsafe file
         cfg = _resumed_config(cfg, run_dir)
+    set_threads(cfg.threads)
+    precision = choose_precision(cfg.precision, cfg.accelerator)
     dm, model = prepare(cfg)
     recorder = RunRecorder()
-    trainer = _trainer(cfg, recorder)
+    trainer = _trainer(cfg, recorder, precision.used)
     if run_dir is None:
         run_dir = create_version(Path(cfg.logdir), cfg.run_name)
     elif trainer.is_global_zero:
         clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
-    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device))
+    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device, precision))
     logger = TensorBoardLogger(
         cfg.logdir, name=run_dir.parent.name, version=version_of(run_dir), default_hp_metric=False
     )
