@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from cnnlab import study as study_mod
 from cnnlab.cli import app
+from cnnlab.errors import CnnlabError
 from cnnlab.study import run_study
 from cnnlab.training import FitConfig
 
@@ -110,3 +111,33 @@ def test_a_diverged_run_is_a_result_the_study_keeps(synth_dir, tmp_path, monkeyp
     lines.clear()
     run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", log=lines.append)
     assert "finished earlier" in lines[0] and "stopped on a non-finite loss earlier" in lines[1]
+
+
+@pytest.mark.slow
+def test_shards_train_each_run_once_and_collect_compares_them(synth_dir, tmp_path, monkeypatch):
+    trained: list[str] = []
+    real_fit = study_mod.fit
+
+    def counting_fit(cfg, resume_dir=None):
+        trained.append(cfg.run_name)
+        return real_fit(cfg, resume_dir)
+
+    monkeypatch.setattr(study_mod, "fit", counting_fit)
+    base = FitConfig(epochs=1, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
+    grid = ([0.3, 0.6], [0.0, 0.5])
+    assert run_study(base, *grid, out=tmp_path / "s", log=lambda line: None, shard=(1, 2)) is None
+    assert trained == ["frac0.3_drop0.0_e1", "frac0.6_drop0.0_e1"]  # runs 1 and 3 of the grid
+    with pytest.raises(CnnlabError, match=r"--collect: 2 of 4 runs are not finished: frac0.3_drop0.5_e1, frac0.6"):
+        run_study(base, *grid, out=tmp_path / "s", log=lambda line: None, collect=True)
+    run_study(base, *grid, out=tmp_path / "s", log=lambda line: None, shard=(2, 2))
+    run_study(base, *grid, out=tmp_path / "s", log=lambda line: None, shard=(1, 2))  # a repeat trains nothing
+    assert sorted(trained) == sorted(c.run_name for c in study_mod.grid(base, *grid, 1))  # each exactly once
+    result = run_study(base, *grid, out=tmp_path / "s", log=lambda line: None, collect=True)
+    assert len(result.rows) == 4 and (tmp_path / "s" / "README.md").is_file()
+
+
+def test_bad_shards_exit_2(in_tmp):
+    for args, message in [(["--shard", "3/2"], "--shard '3/2'"), (["--shard", "x"], "--shard 'x'"),
+                          (["--shard", "1/2", "--collect"], "--shard and --collect")]:  # fmt: skip
+        result = runner.invoke(app, ["study", *args])
+        assert result.exit_code == 2 and message in result.stderr, result.output

@@ -249,10 +249,21 @@ def study(
     lang: Annotated[
         str, typer.Option(help="Language of the report written at the end: en, ja, or both (report_en/, report_ja/).")
     ] = "both",
+    shard: Annotated[
+        str | None,
+        typer.Option(help="K/N: train only this machine's share of the grid (runs K, K+N, ...) into a shared logdir."),
+    ] = None,
+    collect: Annotated[
+        bool, typer.Option(help="Train nothing: once every shard is done, write the comparison and the report.")
+    ] = False,
 ) -> None:
     """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison and the report."""
-    from .study import parse_list, run_study
+    from .study import parse_list, parse_shard, run_study
     from .training import FitConfig
+
+    if shard is not None and collect:
+        raise CnnlabError("--shard and --collect: give one; each shard trains, --collect then compares the grid")
+    which = parse_shard(shard) if shard is not None else None
 
     if lang not in ("en", "ja", "both"):
         raise CnnlabError(f"--lang {lang!r}: unknown; choose en, ja or both")
@@ -261,7 +272,10 @@ def study(
                      eval_train=eval_train, data_dir=str(data_dir) if data_dir else None, logdir=str(logdir),
                      accelerator=accelerator, precision=precision, threads=threads, progress=progress)  # fmt: skip
     result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
-                       log=lambda line: console.print(line, markup=False, highlight=False))  # fmt: skip
+                       log=lambda line: console.print(line, markup=False, highlight=False), shard=which,
+                       collect=collect)  # fmt: skip
+    if result is None:  # a shard: the comparison waits for --collect
+        return
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)
     from .report import write_report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,13 @@ def _existing(cfg: FitConfig) -> tuple[str, Path | None]:
     return "new", None
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise CnnlabError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. 2/4 for the second of four shards")
+    return int(m[1]), int(m[2])
+
+
 def run_study(
     base: FitConfig,
     fracs: list[float],
@@ -63,34 +71,32 @@ def run_study(
     seeds: int = 1,
     out: str | os.PathLike[str] = "study_out",
     log: Callable[[str], None] = print,
-) -> Comparison:
-    """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all."""
+    shard: tuple[int, int] | None = None,
+    collect: bool = False,
+) -> Comparison | None:
+    """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all.
+
+    ``shard=(K, N)`` trains only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log
+    folder each take theirs) and compares nothing; ``collect`` trains nothing and compares the whole grid once
+    every run is finished, or says which are missing.
+    """
     configs = grid(base, fracs, dropouts, seeds)
-    run_dirs: list[Path] = []
-    work_done, seconds_spent = 0.0, 0.0
-    remaining = sum(c.frac * c.epochs for c in configs)
-    for k, cfg in enumerate(configs, 1):
-        state, run_dir = _existing(cfg)
-        work = cfg.frac * cfg.epochs  # training time grows with images x epochs
-        if state == "done" and run_dir is not None:
-            how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
-            log(f"[{k}/{len(configs)}] {cfg.run_name}: {how} earlier ({run_dir}), skipped")
-            run_dirs.append(run_dir)
-            remaining -= work
-            continue
-        eta = f", ETA {_duration(seconds_spent / work_done * remaining)}" if work_done else ""
-        log(f"[{k}/{len(configs)}] {cfg.run_name}: {'resuming' if state == 'resume' else 'training'}{eta}")
-        start = time.perf_counter()
-        try:
-            run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
-        except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
-            log(f"[{k}/{len(configs)}] {cfg.run_name}: {e}")
-            run_dir = Path(e.run_dir) if e.run_dir else None
-        seconds_spent += time.perf_counter() - start
-        work_done += work
-        remaining -= work
-        if run_dir is not None:
-            run_dirs.append(run_dir)
+    if collect:
+        found = [_existing(cfg) for cfg in configs]
+        missing = [cfg.run_name for cfg, (state, _) in zip(configs, found, strict=True) if state != "done"]
+        if missing:
+            raise CnnlabError(
+                f"--collect: {len(missing)} of {len(configs)} runs are not finished: {', '.join(missing)}; "
+                "run their shards (or the study without --shard) first"
+            )
+        run_dirs = [d for _, d in found if d is not None]
+    else:
+        todo = [(k, c) for k, c in enumerate(configs, 1) if shard is None or (k - 1) % shard[1] == shard[0] - 1]
+        run_dirs = _train(todo, len(configs), log)
+        if shard is not None:
+            log(f"shard {shard[0]}/{shard[1]}: its {len(todo)} of {len(configs)} runs are done; once every shard is, "
+                "the same command with --collect instead of --shard writes the comparison")  # fmt: skip
+            return None
     out = Path(out)
     shown = [d for d in run_dirs if has_epochs(d)]  # a run that diverged in its first epoch has no curve
     if not shown:
@@ -102,6 +108,36 @@ def run_study(
     atomic_write_text(out / "README.md", f"# cnnlab study\n\nGrid: {grid_line}.\n\n{comparison.table}\n"
                                          f"## Runs\n\n{runs}\n\n## Curves\n\n{figures}\n")  # fmt: skip
     return comparison
+
+
+def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], None]) -> list[Path]:
+    """Train (or resume, or skip) each run, in order; the ETA scales with images x epochs."""
+    run_dirs: list[Path] = []
+    work_done, seconds_spent = 0.0, 0.0
+    remaining = sum(c.frac * c.epochs for _, c in todo)
+    for k, cfg in todo:
+        state, run_dir = _existing(cfg)
+        work = cfg.frac * cfg.epochs
+        if state == "done" and run_dir is not None:
+            how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
+            log(f"[{k}/{total}] {cfg.run_name}: {how} earlier ({run_dir}), skipped")
+            run_dirs.append(run_dir)
+            remaining -= work
+            continue
+        eta = f", ETA {_duration(seconds_spent / work_done * remaining)}" if work_done else ""
+        log(f"[{k}/{total}] {cfg.run_name}: {'resuming' if state == 'resume' else 'training'}{eta}")
+        start = time.perf_counter()
+        try:
+            run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
+        except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
+            log(f"[{k}/{total}] {cfg.run_name}: {e}")
+            run_dir = Path(e.run_dir) if e.run_dir else None
+        seconds_spent += time.perf_counter() - start
+        work_done += work
+        remaining -= work
+        if run_dir is not None:
+            run_dirs.append(run_dir)
+    return run_dirs
 
 
 def _duration(seconds: float) -> str:
