@@ -209,7 +209,8 @@ def overfitting(s: SeriesStats, threshold: float) -> Finding:
         s["val_loss_rise_pct"].mean,
     )
     holds = rise > threshold
-    epoch = f"{ep:.0f}" if s["min_val_loss_epoch"].std is None else f"{ep:.1f} (mean)"
+    single = s["min_val_loss_epoch"].std is None
+    epoch, epoch_ja = (f"{ep:.0f}", f"{ep:.0f}") if single else (f"{ep:.1f} (mean)", f"{ep:.1f}（平均）")
     if holds:
         en = (
             f"{s.label}: the validation loss reached its minimum {best} at epoch {epoch}, then rose to {final} "
@@ -217,8 +218,9 @@ def overfitting(s: SeriesStats, threshold: float) -> Finding:
             f"epoch {epoch} on."
         )
         ja = (
-            f"{s.label}：検証損失はエポック{epoch}で最小値 {best} となり、その後エポック{s.epochs}では {final} まで"
-            f"上昇した（+{rise:.0f}%、しきい値 {threshold:g}% を超える）。エポック{epoch}前後から過学習している。"
+            f"{s.label}：検証損失はエポック {epoch_ja} で最小値 {best} となり、その後エポック {s.epochs} では {final} "
+            f"まで上昇した（+{rise:.0f}%、しきい値 {threshold:g}% を超える）。"
+            f"エポック {epoch_ja} 前後から過学習している。"
         )
     else:
         en = (
@@ -226,7 +228,7 @@ def overfitting(s: SeriesStats, threshold: float) -> Finding:
             f"within the {threshold:g}% threshold: no overfitting by this criterion."
         )
         ja = (
-            f"{s.label}：最終エポックの検証損失 {final} は最小値 {best}（エポック{epoch}）から {rise:+.0f}% に"
+            f"{s.label}：最終エポックの検証損失 {final} は最小値 {best}（エポック {epoch_ja}）から {rise:+.0f}% に"
             f"とどまり、しきい値 {threshold:g}% 以内のため、この基準では過学習とは言えない。"
         )
     figures = {"min_val_loss_epoch": asdict(s["min_val_loss_epoch"]), "best_val_loss": asdict(s["best_val_loss"]),

@@ -13,6 +13,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -77,6 +78,7 @@ T: dict[str, dict[str, Any]] = {
         "curves_all": "All experiments on shared axes: both loss panels share one y-axis and both accuracy panels "
         "another, so the runs compare on the same scale (watch the y-axis, as the exercise warns).",
         "curves_one": "{label}: training against validation.",
+        "fig_all": "Learning curves of all experiments on shared axes.",
         "results": "3. Results",
         "results_head": ["experiment", "train loss", "train acc", "val loss", "val acc", "min val loss (epoch)",
                          "val loss rise after min", "gap: train - val acc", "holdout acc (best ckpt)",
@@ -147,6 +149,7 @@ T: dict[str, dict[str, Any]] = {
         "curves_all": "全実験を共通の軸で示す。損失の 2 枚は同じ縦軸、精度の 2 枚も同じ縦軸にそろえてあるので、"
         "同じスケールで比較できる（課題の注意どおり、縦軸の範囲に気をつけること）。",
         "curves_one": "{label}：訓練と検証の比較。",
+        "fig_all": "全実験の学習曲線（共通の軸）。",
         "results": "3. 結果",
         "results_head": ["実験", "訓練損失", "訓練精度", "検証損失", "検証精度", "検証損失の最小値（エポック）",
                          "最小値からの上昇", "精度の差（訓練 − 検証）", "holdout 精度（最良）",
@@ -248,6 +251,19 @@ class ReportResult:
     claims: list[dict[str, Any]] = field(default_factory=list)
 
 
+_JA_LABEL = [(r" \(mean of \d+ seeds: ([\d, ]+)\)", r"（シード \1 の平均）"), (r", dropout ", "、ドロップアウト "),
+             (r", epochs ", "、エポック数 "), (r", optimizer ", "、最適化手法 "), (r", lr ", "、学習率 "),
+             (r", batch_size ", "、バッチサイズ "), (r", init ", "、初期化 "), (r", val_split ", "、検証の割合 "),
+             (r" \((\w[^()]*)\)$", r"（\1）")]  # fmt: skip
+
+
+def ja_label(label: str) -> str:
+    """A series label (compare.series_of writes it in English) in Japanese; run names stay as they are."""
+    for pattern, repl in _JA_LABEL:
+        label = re.sub(pattern, repl, label)
+    return label
+
+
 def _mean_run(s: Series) -> Run:
     """A series as one run: its seeds' mean curves (for the per-experiment train/validation figure)."""
     if not s.averaged:
@@ -287,6 +303,9 @@ def write_report(
         raise CnnlabError("report needs at least one run (a name, a run folder or a study's output folder)")
     runs = load_runs(expand_sources(sources), logdir)
     series = series_of(runs)
+    if lang == "ja":
+        for s in series:
+            s.label = ja_label(s.label)
     stats = series_stats(series, threshold)
     findings = compute_findings(stats, threshold)
     out = Path(out)
@@ -299,7 +318,7 @@ def write_report(
     blocks: list[Block] = [("h", 1, t["title"])]
     blocks.append(("p", t["intro"].format(version=__version__, date=datetime.date.today().isoformat(), n=len(runs))))
     blocks += _setup(series, t)
-    blocks += [("h", 2, t["curves"]), ("p", t["curves_all"]), ("fig", "curves.png", t["curves_all"])]
+    blocks += [("h", 2, t["curves"]), ("p", t["curves_all"]), ("fig", "curves.png", t["fig_all"])]
     for s in series:
         blocks.append(("fig", f"curves_{_safe(s.label)}.png", t["curves_one"].format(label=s.label)))
     blocks += _results(stats, t)
@@ -442,7 +461,9 @@ def _experiment_claim(
 ) -> tuple[bool | None, str]:
     if cid == "a_train_acc_near_100":
         acc = s["final_train_acc"]
-        return acc.mean >= 0.99, f"{s.label}: train acc {acc.fmt()}"
+        return acc.mean >= 0.99, (
+            f"{s.label}：訓練精度 {acc.fmt()}" if lang == "ja" else f"{s.label}: train acc {acc.fmt()}"
+        )
     if cid == "a_overfits":
         f = next(f for f in findings if f.id == "overfitting" and f.scope["series"] == s.label)
         return f.holds, f.sentence[lang]
@@ -451,13 +472,16 @@ def _experiment_claim(
         if small is None:
             return None, ""
         d = s["final_val_acc"].mean - small["final_val_acc"].mean
-        text = f"{small.label} {small['final_val_acc'].fmt()} -> {s.label} {s['final_val_acc'].fmt()} ({100 * d:+.1f})"
+        arrow, points = ("→", "ポイント") if lang == "ja" else ("->", " points")
+        before, after = small["final_val_acc"].fmt(), s["final_val_acc"].fmt()
+        text = f"{small.label} {before} {arrow} {s.label} {after} ({100 * d:+.1f}{points})"
         return abs(d) <= 0.03, text
     if cid == "c_best_above_90":
         best = next((f for f in findings if f.id == "best_model"), None)
         acc = s["best_val_acc"]
         is_best = best is not None and best.figures["by_val_loss"] == s.label == best.figures["by_val_acc"]
-        return is_best and acc.mean > 0.90, (best.sentence[lang] if best else "") + f" ({s.label}: {acc.fmt()})"
+        tail = f"（{s.label}：{acc.fmt()}）" if lang == "ja" else f" ({s.label}: {acc.fmt()})"
+        return is_best and acc.mean > 0.90, (best.sentence[lang] if best else "") + tail
     return None, ""
 
 
@@ -474,12 +498,20 @@ def _exercise(stats: list[SeriesStats], claims: list[dict[str, Any]], t: dict[st
         rows.append([e["label"], t["ex_keras"], *(f"{v:.4f}" for v in theirs)])
         rows.append(["", t["ex_cnnlab"], *(_fmt(v) for v in ours)])
         rows.append(["", t["ex_diff"], *(f"{o.mean - k:+.4f}" for o, k in zip(ours, theirs, strict=True))])
-    blocks: list[Block] = [("h", 2, t["exercise"]), ("p", t["exercise_intro"].format(source=ref["source"]))]
+    source = ref["source_ja"] if lang == "ja" else ref["source"]
+    blocks: list[Block] = [("h", 2, t["exercise"]), ("p", t["exercise_intro"].format(source=source))]
     if rows:
         blocks.append(("table", t["ex_head"], rows))
     if missing:
         blocks.append(("p", t["ex_missing"].format(labels=", ".join(missing))))
-    items = [f"**{t[c['verdict']]}**: {c['claim']}" + (f" ({c['because']})" if c["because"] else "") for c in claims]
+    if lang == "ja":
+        items = [
+            f"**{t[c['verdict']]}**：{c['claim']}" + (f"（{c['because']}）" if c["because"] else "") for c in claims
+        ]
+    else:
+        items = [
+            f"**{t[c['verdict']]}**: {c['claim']}" + (f" ({c['because']})" if c["because"] else "") for c in claims
+        ]
     blocks += [("h", 3, t["claims"]), ("ul", items)]
     return blocks
 
