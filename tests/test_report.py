@@ -121,6 +121,8 @@ def test_an_effect_within_the_seed_spread_is_not_distinguishable(tmp_path):
     assert f.distinguishable is False and f.holds is False
     assert "not distinguishable from seed-to-seed variation" in f.sentence["en"] and "区別できない" in f.sentence["ja"]
     assert "0.8500 ± 0.0707" in f.sentence["en"] and "0.8600 ± 0.0283" in f.sentence["en"]
+    claim = next(c for c in _findings(tmp_path, base + drop)[1].claims if c["id"] == "b_raises_val_acc")
+    assert claim["verdict"] == "indistinct"  # neither confirmed nor contradicted
     # validation loss 0.5 / 0.5 -> 0.30 / 0.31: an effect far beyond its spread holds
     clear = _one(found, "dropout_lowers_val_loss")
     assert clear.holds is True and clear.distinguishable is True and "did not" not in clear.sentence["en"]

@@ -103,6 +103,7 @@ T: dict[str, dict[str, Any]] = {
         "confirmed": "confirmed",
         "contradicted": "contradicted",
         "untested": "not tested (no matching runs)",
+        "indistinct": "not distinguishable from seed-to-seed variation",
         "long": "6. Long runs and numerical collapse",
         "long_run": "{label}: {epochs} epochs trained.",
         "long_nonfinite": "{label}: the training loss became non-finite in epoch {epoch}; training stopped there "
@@ -174,6 +175,7 @@ T: dict[str, dict[str, Any]] = {
         "confirmed": "再現した",
         "contradicted": "再現しなかった",
         "untested": "該当する実験がないため未検証",
+        "indistinct": "シードによるばらつきと区別できない",
         "long": "6. 長時間学習と数値的な破綻",
         "long_run": "{label}：{epochs} エポック学習した。",
         "long_nonfinite": "{label}：エポック{epoch}で訓練損失が有限でなくなった（NaN または無限大）。学習はそこで"
@@ -444,7 +446,10 @@ def judge_claims(stats: list[SeriesStats], findings: list[Finding], lang: str) -
             f = next((f for f in findings if f.id == claim["finding"] and f.scope.get(scope_key) == claim[scope_key]
                       and (scope_key != "frac" or f.scope.get("dropout", [0])[0] == 0.0)), None)  # fmt: skip
             if f:
-                verdict, because = f.holds, f.sentence[lang]
+                verdict, because = (None if f.distinguishable is False else f.holds), f.sentence[lang]
+                if f.distinguishable is False:
+                    out.append({"id": claim["id"], "claim": claim[lang], "verdict": "indistinct", "because": because})
+                    continue
         else:
             e = ref[claim["experiment"]]
             s = _match(stats, e["frac"], e["dropout"], e["epochs"])
