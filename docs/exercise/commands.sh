@@ -5,18 +5,13 @@ set -euo pipefail
 OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 0.2 --dropouts 0,0.5 --seeds 3 --out study_ab --lang en &
 OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --out study_c --lang en &
 wait  # (here: study_c was stopped with Ctrl-C once study_ab had finished, and rerun with 2 threads: it resumed)
-# cnnlab vs Keras step by step (one epoch, both optimizer forms), then Keras 3 for 40 epochs on the same
-# data, initial weights and batch order as the (a) run with seed 42:
+# cnnlab vs Keras step by step (one epoch, both optimizer forms):
 nox -s parity
-OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 .nox/parity/bin/python benchmarks/parity_keras.py --epochs 40 \
-  --forms keras3 --no-steps
 # The raw measurements of each run (run.json, history.csv) are kept in runs/; the reports are made from them:
 mkdir -p docs/exercise/runs
 for run in tb_logs/frac0.2_drop*/version_0 tb_logs/frac1.0_drop*/version_0; do
   mkdir -p "docs/exercise/runs/${run#tb_logs/}" && cp "$run"/run.json "$run"/history.csv "docs/exercise/runs/${run#tb_logs/}/"
 done
-python docs/exercise/keras_curves.py   # cnnlab's seed-42 run of (a) beside the Keras curves, one JSON
 for lang in en ja; do
-  cnnlab report docs/exercise/runs/*/version_0 --keras docs/exercise/keras_vs_cnnlab_40.json \
-    --out "docs/exercise/report_$lang" --lang "$lang"
+  cnnlab report docs/exercise/runs/*/version_0 --out "docs/exercise/report_$lang" --lang "$lang"
 done
