@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import html
 import json
 import math
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,14 +25,15 @@ from . import __version__
 from .atomic import atomic_write_json, atomic_write_text
 from .compare import OVERFIT_THRESHOLD, Run, Series, load_runs, series_of
 from .errors import CnnlabError
-from .findings import Finding, SeriesStats, compute_findings, series_stats
+from .findings import Finding, SeriesStats, Stat, compute_findings, series_stats
 from .model import KerasCNN, count_parameters
-from .runs import RUN_JSON, read_run
+from .runs import RUN_JSON
 
 LANG_CHOICES = ("en", "ja")
 Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("ul", items) | ("table", head, rows) | ("fig", file, cap)
 
 
+@functools.cache
 def reference() -> dict[str, Any]:
     """The original exercise's Keras figures, shipped with cnnlab (source named inside)."""
     text = resources.files("cnnlab").joinpath("reference/exercise_keras.json").read_text(encoding="utf-8")
@@ -323,7 +326,7 @@ def write_report(
     blocks += [("h", 2, t["curves"]), ("p", t["curves_all"]), ("fig", "curves.png", t["fig_all"])]
     for s in series:
         blocks.append(("fig", f"curves_{_safe(s.label)}.png", t["curves_one"].format(label=s.label)))
-    blocks += _results(stats, t)
+    blocks += _results(series, stats, t)
     blocks += _findings(findings, t, lang)
     blocks += _exercise(stats, claims, t, lang)
     blocks += _long_runs(stats, runs, t)
@@ -389,10 +392,11 @@ def _setup(series: list[Series], t: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _results(stats: list[SeriesStats], t: dict[str, Any]) -> list[Block]:
+def _results(series: list[Series], stats: list[SeriesStats], t: dict[str, Any]) -> list[Block]:
+    runs_of = {se.label: se.runs for se in series}
     rows = []
     for s in stats:
-        tests = _tests(s)
+        tests = _tests(runs_of[s.label])
         rows.append([
             s.label, _fmt(s["final_train_loss"]), _fmt(s["final_train_acc"]), _fmt(s["final_val_loss"]),
             _fmt(s["final_val_acc"]), f"{_fmt(s['best_val_loss'])} ({_epoch(s['min_val_loss_epoch'])})",
@@ -401,23 +405,18 @@ def _results(stats: list[SeriesStats], t: dict[str, Any]) -> list[Block]:
     return [("h", 2, t["results"]), ("table", t["results_head"], rows), ("p", t["results_note"])]
 
 
-def _tests(s: SeriesStats) -> dict[str, str]:
+def _tests(runs: list[Run]) -> dict[str, str]:
+    """Holdout accuracy of the best and last weights, from the run.json files already loaded."""
     out = {}
     for which in ("best", "last"):
         vals = []
-        for run_dir in s.run_dirs:
-            test = read_run(Path(run_dir)).get("test", {})
-            acc = test.get(which, {}).get("holdout", {}).get("acc")
+        for run in runs:
+            acc = run.info.get("test", {}).get(which, {}).get("holdout", {}).get("acc")
             if acc is not None:
                 vals.append(float(acc))
-        if not vals:
-            out[which] = "-"
-        elif len(vals) == 1:
-            out[which] = f"{vals[0]:.4f}"
-        else:
-            m = sum(vals) / len(vals)
-            sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
-            out[which] = f"{m:.4f} ± {sd:.4f}"
+        out[which] = (
+            Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None).fmt() if vals else "-"
+        )
     return out
 
 
