@@ -147,3 +147,20 @@ def test_compare_cli(two_runs, in_tmp):
     result = runner.invoke(app, ["compare", str(over), str(fine)])
     assert result.exit_code == 0, result.output
     assert "| frac0.2_drop0.0 |" in result.output and (in_tmp / "comparison" / "curves.png").is_file()
+
+
+def test_compare_writes_its_figures_as_a_named_tensorboard_run(two_runs, in_tmp):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cnnlab.tblog import event_files
+
+    logdir, over, fine = two_runs
+    for _ in range(2):  # a second compare into the same run replaces its event file instead of adding one
+        result = runner.invoke(app, ["compare", str(over), str(fine), "--out", "cmp", "--tensorboard", "tb"])
+        assert result.exit_code == 0, result.output
+    board = in_tmp / "tb" / "compare" / "cmp"
+    assert len(event_files(board)) == 1
+    acc = EventAccumulator(str(board), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"curves", "curves_frac0.2_drop0.0", "curves_frac0.2_drop0.5"} <= set(acc.Tags()["images"])
+    assert "summary/text_summary" in acc.Tags()["tensors"]  # the table, in the TEXT tab

@@ -201,7 +201,7 @@ def test_all_probes_end_to_end(in_tmp):
         assert im.size == (299, 299)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(in_tmp / "tb"), size_guidance={"images": 0})
+    acc = EventAccumulator(str(in_tmp / "tb" / "filters" / "o"), size_guidance={"images": 0})  # LOGDIR/filters/<out>
     acc.Reload()
     assert {"filters", "tuning_hue", "rainbow_overview"} <= set(acc.Tags()["images"])
 

@@ -66,8 +66,10 @@ def test_cli_fit_on_real_data_writes_the_contract(real_dir, in_tmp):
     result = CliRunner().invoke(app, ["fit", "--frac", "0.02", "--epochs", "1", "--data-dir", str(real_dir)])
     assert result.exit_code == 0, result.output
     run = in_tmp / "tb_logs" / "frac0.02_drop0.0_e1" / "version_0"
-    for f in ("history.csv", "run.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "hparams.yaml"):
+    for f in ("history.csv", "run.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert (run / f).is_file(), f
+    for folder in (run, run / "train", run / "validation"):  # TensorBoard: one event file per folder
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1, folder
     info = json.loads((run / "run.json").read_text())
     assert info["split"] == {"train": 900, "val": 100, "holdout": 10_000, "official": 10_000}
     assert info["test"]["last"]["official"]["acc"] > 0.3  # one epoch on 900 images is far above chance (0.1)

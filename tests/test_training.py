@@ -19,8 +19,8 @@ def _cfg(synth_dir, tmp_path, **kw):
     return FitConfig(**(base | kw))
 
 
-def _scalars(run_dir):
-    acc = EventAccumulator(str(run_dir))
+def _scalars(run_dir, sub=""):
+    acc = EventAccumulator(str(run_dir / sub))
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
@@ -41,10 +41,11 @@ def test_fit_writes_the_run_folder_contract(trained):
     assert len(info["train_indices_sha256"]) == 16
     assert len(info["epoch_seconds"]) == 3 and all(s > 0 for s in info["epoch_seconds"])
     assert info["versions"]["torch"] == torch.__version__
-    scalars = _scalars(run)
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
-        assert [s for s, _ in scalars[tag]] == [1, 2, 3], tag  # the epoch is the step
-    assert scalars["val/loss"][-1][1] == pytest.approx(float(rows[-1]["val_loss"]))
+    for sub in ("train", "validation", "train_eval"):  # Keras' layout: tests/test_tensorboard.py has the details
+        scalars = _scalars(run, sub)
+        for tag in ("epoch_loss", "epoch_accuracy"):
+            assert [s for s, _ in scalars[tag]] == [1, 2, 3], (sub, tag)  # the epoch is the step
+    assert _scalars(run, "validation")["epoch_loss"][-1][1] == pytest.approx(float(rows[-1]["val_loss"]))
     best_epoch = min(range(3), key=lambda i: float(rows[i]["val_loss"])) + 1
     assert info["best"]["epoch"] == best_epoch
 
@@ -126,7 +127,7 @@ def test_resume_continues_in_the_same_folder(synth_dir, tmp_path):
     assert again.run_dir == first.run_dir
     assert [r["epoch"] for r in again.history] == [1, 2, 3]
     assert again.history[0] == first.history[0]
-    assert [s for s, _ in _scalars(first.run_dir)["val/loss"]] == [1, 2, 3]
+    assert [s for s, _ in _scalars(first.run_dir, "validation")["epoch_loss"]] == [1, 2, 3]
     ckpt = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 2  # zero-based: three epochs done
 

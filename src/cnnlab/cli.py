@@ -27,7 +27,9 @@ PRECISION_HELP = (
     "32-true (the exercise's float32), bf16-mixed, 16-mixed..., or auto: bf16-mixed where the hardware runs it "
     "natively (a GPU with bf16, a CPU with avx512_bf16 or AMX), else 32-true."
 )
-THREADS_HELP = "CPU threads [default: PyTorch's, which follows OMP_NUM_THREADS when set]."
+# (no square brackets in help texts: Rich would take them for markup and drop them)
+THREADS_HELP = "CPU threads (default: PyTorch's, which follows OMP_NUM_THREADS when set)."
+TENSORBOARD_HELP = "Also write the figures as TensorBoard images, as the run LOGDIR/{command}/<out folder name>."
 CHECKPOINT_HELP = (
     "For a run name or folder: best (the epoch of lowest validation loss) or last (the final epoch's weights)."
 )
@@ -217,11 +219,14 @@ def compare(
     threshold: Annotated[float, typer.Option(help="Overfitting: final val loss this many % above its minimum.")] = 10.0,
     log_loss: Annotated[bool, typer.Option(help="Log scale for the loss panels.")] = False,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+    tensorboard: Annotated[Path | None, typer.Option(help=TENSORBOARD_HELP.format(command="compare"))] = None,
 ) -> None:
     """Compare runs: learning curves on shared axes, a summary table and an overfitting verdict."""
     from .compare import compare_runs
+    from .tblog import board_dir
 
-    result = compare_runs(runs, out, logdir, threshold, log_loss)
+    board = board_dir(tensorboard, "compare", out) if tensorboard else None
+    result = compare_runs(runs, out, logdir, threshold, log_loss, tensorboard=board)
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)
     typer.echo(f"wrote {', '.join(str(f) for f in result.files)}")
 
@@ -278,9 +283,11 @@ def study(
         return
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)
     from .report import write_report
+    from .tblog import board_dir
 
     for code in ("en", "ja") if lang == "both" else (lang,):
-        write_report([str(out)], out / f"report_{code}", code, logdir=logdir)
+        board = board_dir(logdir, "study", out) / f"report_{code}"
+        write_report([str(out)], out / f"report_{code}", code, logdir=logdir, tensorboard=board)
     typer.echo(f"wrote {out / 'README.md'} and the report in {out}/report_{'{en,ja}' if lang == 'both' else lang}/")
 
 
@@ -301,11 +308,14 @@ def report(
         Path | None, typer.Option(help="Curves JSON from benchmarks/parity_keras.py --epochs N: adds Keras 3.")
     ] = None,
     logdir: Annotated[Path, typer.Option(help="Where run names are looked up.")] = Path("tb_logs"),
+    tensorboard: Annotated[Path | None, typer.Option(help=TENSORBOARD_HELP.format(command="report"))] = None,
 ) -> None:
     """Write the lab report from the runs: setup, curves, results, findings, the exercise's claims tested."""
     from .report import write_report
+    from .tblog import board_dir
 
-    result = write_report(runs, out, lang, threshold, filters_dir, logdir, keras)
+    board = board_dir(tensorboard, "report", out) if tensorboard else None
+    result = write_report(runs, out, lang, threshold, filters_dir, logdir, keras, tensorboard=board)
     for f in result.findings:
         console.print(("  " if f.holds else "- ") + f.sentence[lang], markup=False, highlight=False, soft_wrap=True)
     typer.echo(f"wrote {out / 'REPORT.md'}, {out / 'report.html'}, {out / 'findings.json'}")
@@ -325,7 +335,7 @@ def filters(
     ] = "imagenet",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("filters_out"),
     normalize: Annotated[str, typer.Option(help="Filter tile scaling: per-filter or global.")] = "per-filter",
-    tensorboard: Annotated[Path | None, typer.Option(help="Also write the figures as TensorBoard images here.")] = None,
+    tensorboard: Annotated[Path | None, typer.Option(help=TENSORBOARD_HELP.format(command="filters"))] = None,
     model: Annotated[str | None, typer.Option(help="Study a cnnlab checkpoint's first layer instead.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for --weights random.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Fashion-MNIST folder (with --model and no images).")] = None,

@@ -12,7 +12,17 @@ from typing import Any
 
 from .atomic import atomic_write_json, atomic_write_text
 from .errors import CnnlabError
-from .runs import EXPERIMENT_SETTINGS, differing_settings, group_key, read_history, read_run, resolve_run, settings
+from .runs import (
+    EXPERIMENT_SETTINGS,
+    differing_settings,
+    group_key,
+    read_history,
+    read_run,
+    resolve_run,
+    settings,
+    val_loss_rise_pct,
+)
+from .tblog import write_board
 
 OVERFIT_THRESHOLD = 10.0  # percent: final validation loss this far above its minimum = overfitting
 
@@ -91,7 +101,7 @@ def _test_acc(info: dict[str, Any], which: str, split: str) -> float | None:
 def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
     h, last = run.history, run.history[-1]
     best_loss = min(h, key=lambda r: r["val_loss"])
-    rise = 100 * (last["val_loss"] / best_loss["val_loss"] - 1) if best_loss["val_loss"] > 0 else 0.0
+    rise = val_loss_rise_pct(h)
     return {
         "run": run.label,
         "run_dir": str(run.run_dir),
@@ -194,6 +204,7 @@ def compare_runs(
     threshold: float = OVERFIT_THRESHOLD,
     log_loss: bool = False,
     min_runs: int = 2,  # a study of one setting still gets its table and figures
+    tensorboard: Path | None = None,  # also write the figures and the table as this TensorBoard run
 ) -> Comparison:
     """Curves (shared axes), per-run overfitting charts, summary.md and summary.json for two or more runs."""
     from .plots import plot_run_curves, plot_runs
@@ -215,4 +226,6 @@ def compare_runs(
     atomic_write_text(out / "summary.md", table)
     atomic_write_json(out / "summary.json", {"threshold_pct": threshold, "runs": list(rows.values()),
                                              "table": table_rows})  # fmt: skip
+    if tensorboard is not None:
+        write_board(tensorboard, files, {"summary": table})
     return Comparison(table_rows, table, [*files, out / "summary.md", out / "summary.json"])

@@ -70,6 +70,13 @@ def loss_and_accuracy(logits: np.ndarray, labels: torch.Tensor | np.ndarray) -> 
     return {"loss": float(F.cross_entropy(lg, y)), "acc": float((lg.argmax(1) == y).float().mean())}
 
 
+def confusion_matrix(preds: np.ndarray, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(10, 10) counts; rows: true class, columns: predicted class."""
+    cm = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(preds)), 1)
+    return cm
+
+
 def evaluate_torch(
     net: nn.Module, dataset: InMemoryImages, batch_size: int = 1024, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
@@ -166,8 +173,7 @@ def evaluate(
     seconds = time.perf_counter() - start
     preds = logits.argmax(1)
     labels = dataset.labels.numpy()
-    cm = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(cm, (labels, preds), 1)
+    cm = confusion_matrix(preds, labels)
     per_class = {name: float(cm[k, k] / max(cm[k].sum(), 1)) for k, name in enumerate(CLASS_NAMES)}
     report = Report(
         model=str(model), backend="onnxruntime" if is_onnx else "pytorch", provider=used, split=split,

@@ -427,5 +427,7 @@ def run_filters(
     atomic_write_json(out / "summary.json", summary)
     result.files.append(out / "summary.json")
     if tensorboard:
-        plots.figures_to_tensorboard([f for f in result.files if f.suffix == ".png"], tensorboard)
+        from .tblog import board_dir, write_board
+
+        write_board(board_dir(tensorboard, "filters", out), [f for f in result.files if f.suffix == ".png"])
     return result

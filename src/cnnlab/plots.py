@@ -28,6 +28,10 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
 
 
 def plot_confusion(cm: list[list[int]], title: str, path: str | os.PathLike[str]) -> Path:
+    return save_figure(confusion_figure(cm, title), path)
+
+
+def confusion_figure(cm: Any, title: str) -> Any:
     m = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     im = ax.imshow(m, cmap="Blues")
@@ -42,7 +46,7 @@ def plot_confusion(cm: list[list[int]], title: str, path: str | os.PathLike[str]
                         color="white" if m[i, j] > m.max() / 2 else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
-    return save_figure(fig, path)
+    return fig
 
 
 _PANELS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -214,6 +218,27 @@ def plot_filters(
     return save_figure(fig, path)
 
 
+def kernels_figure(weight: Any, title: str) -> Any:
+    """A first conv layer's kernels (out, in, k, k), one tile per output channel and input plane, each on its own
+    symmetric scale: mid-gray = 0, brighter = positive."""
+    w = np.asarray(weight, dtype=np.float32)
+    n, planes = w.shape[0], w.shape[1]
+    cols = min(8, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols * planes, figsize=(1.2 * cols * planes, 1.3 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(n):
+        scale = float(np.abs(w[i]).max()) or 1.0
+        for c in range(planes):
+            ax = axes[i // cols, (i % cols) * planes + c]
+            ax.imshow(_tile(w[i, c : c + 1], scale), interpolation="nearest")
+            ax.set_title(str(i) if planes == 1 else f"{i}.{c}", fontsize=8)
+    fig.suptitle(f"{title}\nmid-gray = 0, brighter = positive weight (each filter on its own scale)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plot_filters_rgb(weight: Any, path: str | os.PathLike[str], title: str) -> Path:
     """Each filter's R, G and B planes on one diverging colour scale."""
     w = weight.numpy()
@@ -299,14 +324,3 @@ def plot_tuning(
     fig.suptitle(f"{title}: mean activation_1 per filter (shared y-axis)", fontsize=10)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.07, top=0.92, wspace=0.3, hspace=0.35)  # tight_layout is slow
     return save_figure(fig, path)
-
-
-def figures_to_tensorboard(paths: list[Path], logdir: str | os.PathLike[str]) -> None:
-    """The written PNG figures as TensorBoard images, one tag per figure."""
-    from PIL import Image
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(logdir)) as writer:
-        for p in paths:
-            with Image.open(p) as im:
-                writer.add_image(p.stem, np.asarray(im.convert("RGB")), 0, dataformats="HWC")

@@ -28,6 +28,7 @@ from .errors import CnnlabError
 from .findings import Finding, SeriesStats, Stat, compute_findings, series_stats
 from .model import KerasCNN, count_parameters
 from .runs import RUN_JSON
+from .tblog import write_board
 
 LANG_CHOICES = ("en", "ja")
 Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("ul", items) | ("table", head, rows) | ("fig", file, cap)
@@ -296,6 +297,7 @@ def write_report(
     filters_dir: str | os.PathLike[str] | None = None,
     logdir: Path = Path("tb_logs"),
     keras_curves: str | os.PathLike[str] | None = None,
+    tensorboard: Path | None = None,  # also write the findings and the figures as this TensorBoard run
 ) -> ReportResult:
     """Write REPORT.md, report.html, findings.json and the figures for these runs into ``out``."""
     from .plots import figure_lang, plot_run_curves, plot_runs
@@ -342,6 +344,10 @@ def write_report(
                "claims": claims, "series": [s.label for s in series]}  # fmt: skip
     atomic_write_json(out / "findings.json", payload)
     files = [out / "REPORT.md", out / "report.html", out / "findings.json", *figures]
+    if tensorboard is not None:
+        marks = {True: "✓", False: "✗"}
+        text = "\n".join(f"- {marks[f.holds]} {f.sentence[lang]}" for f in findings)
+        write_board(tensorboard, figures, {"findings": text})
     return ReportResult(out, files, findings, claims)
 
 

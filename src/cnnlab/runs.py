@@ -134,6 +134,14 @@ def best_row(history: list[dict[str, float]]) -> dict[str, float] | None:
     return min(finite, key=lambda r: r["val_loss"], default=None)
 
 
+def val_loss_rise_pct(history: list[dict[str, float]]) -> float:
+    """How far the last validation loss is above its minimum, in percent (the overfitting measure)."""
+    finite = [r["val_loss"] for r in history if math.isfinite(r.get("val_loss", math.inf))]
+    if not finite or min(finite) <= 0 or not math.isfinite(history[-1]["val_loss"]):
+        return 0.0
+    return 100 * (history[-1]["val_loss"] / min(finite) - 1)
+
+
 def _info_or_empty(run_dir: Path) -> dict[str, Any]:
     try:
         return read_run(run_dir)

@@ -14,6 +14,7 @@ from .compare import Comparison, compare_runs
 from .errors import CnnlabError
 from .lit import NonFiniteLoss
 from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
+from .tblog import board_dir
 from .training import FitConfig, fit
 
 # A study's run is done when a run exists with the same experiment settings, seed and measurements.
@@ -101,7 +102,8 @@ def run_study(
     shown = [d for d in run_dirs if has_epochs(d)]  # a run that diverged in its first epoch has no curve
     if not shown:
         raise CnnlabError("no run of the study finished an epoch; nothing to compare")
-    comparison = compare_runs([str(d) for d in shown], out, Path(base.logdir), min_runs=1)
+    board = board_dir(base.logdir, "study", out)
+    comparison = compare_runs([str(d) for d in shown], out, Path(base.logdir), min_runs=1, tensorboard=board)
     figures = "\n".join(f"![{p.name}]({p.name})" for p in comparison.files if p.suffix == ".png")
     grid_line = f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s) from {base.seed}, {base.epochs} epochs"
     runs = "\n".join(f"- `{d}`" for d in run_dirs)

@@ -21,7 +21,6 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from . import __version__
@@ -29,7 +28,7 @@ from .atomic import atomic_path
 from .checkpoints import load_checkpoint_dict, load_network
 from .data import FashionMNISTDataModule, check_fractions
 from .errors import CnnlabError, TrainingInterrupted, first_line
-from .evaluation import evaluate_torch
+from .evaluation import confusion_matrix, loss_and_accuracy, torch_logits
 from .hardware import Precision, choose_precision, describe, set_threads
 from .lit import FashionClassifier, NonFiniteLoss, check_hparams
 from .runs import (
@@ -45,6 +44,7 @@ from .runs import (
     write_history,
     write_run,
 )
+from .tblog import RunBoard, summary_text
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
 TEST_SPLITS = ("holdout", "official")
@@ -129,7 +129,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunRecorder(Callback):
-    """After every epoch: history.csv, run.json, TensorBoard scalars (step = epoch), best.ckpt, then last.ckpt.
+    """After every epoch: history.csv, run.json, TensorBoard (step = epoch), best.ckpt, then last.ckpt.
 
     The best checkpoint is kept here, not by Lightning's ModelCheckpoint: its choice comes from the same history
     (restored from last.ckpt on resume) as run.json's "best", so the two always name the same epoch. The files are
@@ -146,9 +146,20 @@ class RunRecorder(Callback):
         self.epoch_seconds: list[float] = []
         self._t0 = 0.0
         self._train_seconds: float | None = None
+        self.board: RunBoard | None = None  # rank 0 only
+        self._board_started = False
 
-    def start(self, run_dir: Path, info: dict[str, Any]) -> None:
-        self.run_dir, self.info = run_dir, info
+    def start(self, run_dir: Path, info: dict[str, Any], board: RunBoard | None) -> None:
+        self.run_dir, self.info, self.board = run_dir, info, board
+
+    def start_board(self) -> None:
+        """The event files afresh from the history (restored from last.ckpt on resume), once per process."""
+        if self.board is not None and not self._board_started:
+            self.board.start(self.history, self.epoch_seconds)
+            self._board_started = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_board()
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch_seconds": self.epoch_seconds}
@@ -191,11 +202,8 @@ class RunRecorder(Callback):
             if trainer.is_global_zero:
                 write_history(self.run_dir, self.history)
                 self.write_info(status="running")
-                assert isinstance(trainer.logger, TensorBoardLogger)
-                for key, value in metrics.items():
-                    trainer.logger.experiment.add_scalar(key, value, epoch)
-                trainer.logger.experiment.add_scalar("time/epoch_seconds", self._train_seconds, epoch)
-                trainer.logger.experiment.flush()
+                if self.board is not None:
+                    self.board.epoch(self.history, self._train_seconds)
             trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
 
     def write_info(self, **updates: Any) -> None:
@@ -312,7 +320,7 @@ def _trainer(cfg: FitConfig, recorder: RunRecorder, precision: str) -> L.Trainer
             num_nodes=cfg.num_nodes,
             strategy=cfg.strategy,
             precision=precision,  # type: ignore[arg-type]
-            logger=False,  # attached once the run folder exists
+            logger=False,  # RunRecorder writes TensorBoard's files (tblog.py), Keras' layout
             callbacks=[recorder, *([_ProgressBar()] if cfg.progress else [])],
             enable_checkpointing=False,  # RunRecorder writes best.ckpt and last.ckpt
             plugins=[AtomicCheckpointIO()],
@@ -381,11 +389,11 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
         run_dir = create_version(Path(cfg.logdir), cfg.run_name)
     elif trainer.is_global_zero:
         clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
-    recorder.start(run_dir, _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device, precision))
-    logger = TensorBoardLogger(
-        cfg.logdir, name=run_dir.parent.name, version=version_of(run_dir), default_hp_metric=False
-    )
-    trainer.logger = logger
+    info = _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device, precision)
+    board = None
+    if trainer.is_global_zero:
+        board = RunBoard(run_dir, {**info["config"], "precision": precision.used})
+    recorder.start(run_dir, info, board)
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
     os.environ[_RUN_DIR_ENV] = str(run_dir)
@@ -411,19 +419,40 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
         os.environ.pop(_RUN_DIR_ENV, None)
         if trainer.is_global_zero and status != "finished":
             recorder.write_info(status=status)
+            if board is not None:
+                board.close()
     result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
-    if not trainer.is_global_zero:
+    if not trainer.is_global_zero or board is None:
         result.reporter = False
         return result
-    result.test = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
-    for which, measured in result.test.items():
-        for split in TEST_SPLITS:
-            for k, v in measured[split].items():
-                logger.experiment.add_scalar(f"test/{which}/{split}/{k}", v, len(recorder.history))
-    logger.experiment.flush()
+    measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
+    result.test = measured.test
     clean_stray_temp(run_dir)
     recorder.write_info(status="finished", test=result.test)
+    recorder.start_board()  # a resume with no epoch left to train never started it
+    with contextlib.closing(board):
+        board.finish(len(recorder.history), result.test, summary_text(recorder.info), _board_figures(measured))
     return result
+
+
+def _board_figures(measured: TestMeasurement) -> dict[str, Any]:
+    from .plots import confusion_figure, kernels_figure
+
+    best = measured.test.get("best", measured.test["last"])
+    title = f"holdout, best checkpoint (epoch {best['epoch']}): accuracy {best['holdout']['acc']:.4f}"
+    return {
+        "confusion_matrix/holdout": confusion_figure(measured.confusion, title),
+        "filters/conv1": kernels_figure(
+            measured.first_conv, f"first conv layer, best checkpoint (epoch {best['epoch']})"
+        ),
+    }
+
+
+@dataclass
+class TestMeasurement:
+    test: dict[str, dict[str, Any]]  # {"best"|"last": {"epoch", "holdout": {loss, acc}, "official": {...}}}
+    confusion: Any  # (10, 10) on the holdout, best checkpoint's weights
+    first_conv: Any  # the best checkpoint's first conv kernels (32, 1, 3, 3)
 
 
 def measure_test_sets(
@@ -432,19 +461,25 @@ def measure_test_sets(
     run_dir: Path,
     history: list[dict[str, float]],
     device: torch.device,
-) -> dict[str, dict[str, Any]]:
+) -> TestMeasurement:
     """Loss and accuracy on the holdout and the official test set, for the last epoch's weights and for the best
-    checkpoint's (what `export RUN` and `evaluate RUN` use by default), on the device that trained them."""
+    checkpoint's (what `export RUN` and `evaluate RUN` use by default), on the device that trained them; the
+    confusion matrix and first-layer kernels of the best checkpoint (the last epoch's without one)."""
     best = best_row(history)
     nets = {"last": (len(history), model.net)}
     if best is not None:
         best_net = model.net if best["epoch"] == len(history) else load_network(checkpoint_path(run_dir, "best")).net
         nets["best"] = (int(best["epoch"]), best_net)
-    out: dict[str, dict[str, Any]] = {}
-    for which, (epoch, net) in nets.items():
+    out = TestMeasurement({}, None, None)
+    for which, (epoch, net) in nets.items():  # "best" comes last: its confusion matrix and kernels are kept
         net.to(device)
-        out[which] = {"epoch": epoch} | {
-            split: evaluate_torch(net, dm.eval_set(split), device=device) for split in TEST_SPLITS
-        }
-    model.net.cpu()
+        out.test[which] = {"epoch": epoch}
+        for split in TEST_SPLITS:
+            data = dm.eval_set(split)
+            logits = torch_logits(net, data.images, device=device)
+            out.test[which][split] = loss_and_accuracy(logits, data.labels)
+            if split == "holdout":
+                out.confusion = confusion_matrix(logits.argmax(1), data.labels)
+        out.first_conv = net.first_conv.weight.detach().cpu().numpy()
+        net.cpu()
     return out
