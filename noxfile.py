@@ -18,8 +18,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "fuzz", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "fuzz", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "fuzz", "tools", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "fuzz", "tools", "noxfile.py")
 
 
 @nox.session
