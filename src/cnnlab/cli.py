@@ -78,8 +78,9 @@ def command(fn: F) -> F:
             raise _fail(f"{where}{e.strerror or first_line(e)}") from None
         except MisconfigurationException as e:  # Lightning's word for option values it cannot use
             raise _fail(f"hardware options: {first_line(e, 300)}") from None
-        except TrainingInterrupted:
-            raise _fail("interrupted; the last finished epoch's checkpoint is kept: rerun with --resume", 130) from None
+        except TrainingInterrupted as e:
+            default = "interrupted; the last finished epoch's checkpoint is kept: rerun with --resume"
+            raise _fail(str(e) or default, 130) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None
 
@@ -231,6 +232,62 @@ def compare(
     typer.echo(f"wrote {', '.join(str(f) for f in result.files)}")
 
 
+class GridDisplay:
+    """``study --jobs``: one live table for the grid, a row per run (state, epoch, validation loss, ETA); on a
+    console that is not a terminal (a log file, a batch job), one line per event instead."""
+
+    def __init__(self, out: Console, jobs: int) -> None:
+        self.console, self.jobs = out, jobs
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.live: Any = None
+
+    def __enter__(self) -> GridDisplay:
+        if self.jobs > 1 and self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=2)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def show(self, e: Any) -> None:
+        row = self.rows.setdefault(e.index, {"name": e.name, "epochs": e.epochs, "epoch": 0, "seconds": []})
+        row["state"] = {"start": "starting", "ready": "training", "epoch": "training"}.get(e.kind, e.kind)
+        if e.kind == "ready":
+            row["device"] = e.device
+        if e.kind == "epoch":
+            row.update(epoch=e.epoch, val_loss=e.val_loss)
+            row["seconds"].append(e.seconds)
+        if e.kind in ("failed", "diverged"):
+            row["message"] = e.message
+        if self.live is not None:
+            self.live.update(self._table())
+        elif e.kind != "ready":
+            loss = f", val loss {e.val_loss:.4f}" if e.val_loss is not None else ""
+            what = f"epoch {e.epoch}/{e.epochs}{loss}" if e.kind == "epoch" else row["state"]
+            extra = f": {e.message}" if e.message else ""
+            self.console.print(f"[{e.index}] {e.name}: {what}{extra}", markup=False, highlight=False)
+
+    def _table(self) -> Table:
+        from .study import format_duration
+
+        table = Table(title=f"cnnlab study, {self.jobs} jobs at once")
+        for col in ("#", "run", "state", "epoch", "val loss", "ETA", "on"):
+            table.add_column(col, justify="left" if col in ("run", "state", "on") else "right")
+        for index in sorted(self.rows):
+            r = self.rows[index]
+            eta = ""
+            if r["state"] == "training" and r["seconds"]:
+                eta = format_duration(sum(r["seconds"]) / len(r["seconds"]) * (r["epochs"] - r["epoch"]))
+            loss = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else ""
+            state = r["state"] + (f" ({r['message']})" if r.get("message") else "")
+            table.add_row(str(index), r["name"], state, f"{r['epoch']}/{r['epochs']}", loss, eta, r.get("device", ""))
+        return table
+
+
 @command
 def study(
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 40,
@@ -261,6 +318,11 @@ def study(
     collect: Annotated[
         bool, typer.Option(help="Train nothing: once every shard is done, write the comparison and the report.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(help="Runs trained at once, each in its own process with cores/N threads (or its own GPU)."),
+    ] = 1,
+    jobs_per_gpu: Annotated[int, typer.Option(help="With --jobs on GPUs: runs that share one GPU.")] = 1,
 ) -> None:
     """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison and the report."""
     from .study import parse_list, parse_shard, run_study
@@ -276,9 +338,11 @@ def study(
     base = FitConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      eval_train=eval_train, data_dir=str(data_dir) if data_dir else None, logdir=str(logdir),
                      accelerator=accelerator, precision=precision, threads=threads, progress=progress)  # fmt: skip
-    result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
-                       log=lambda line: console.print(line, markup=False, highlight=False), shard=which,
-                       collect=collect)  # fmt: skip
+    log: Callable[[str], None] = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    with GridDisplay(console, jobs) as display:
+        result = run_study(base, parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds, out,
+                           log=log, shard=which, collect=collect, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
+                           on_event=display.show)  # fmt: skip
     if result is None:  # a shard: the comparison waits for --collect
         return
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)

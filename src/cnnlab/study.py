@@ -12,6 +12,7 @@ from pathlib import Path
 from .atomic import atomic_write_text
 from .compare import Comparison, compare_runs
 from .errors import CnnlabError
+from .jobs import Event, Task, check_jobs, run_parallel
 from .lit import NonFiniteLoss
 from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from .tblog import board_dir
@@ -74,13 +75,18 @@ def run_study(
     log: Callable[[str], None] = print,
     shard: tuple[int, int] | None = None,
     collect: bool = False,
+    jobs: int = 1,
+    jobs_per_gpu: int = 1,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Comparison | None:
     """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all.
 
     ``shard=(K, N)`` trains only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log
     folder each take theirs) and compares nothing; ``collect`` trains nothing and compares the whole grid once
-    every run is finished, or says which are missing.
+    every run is finished, or says which are missing. ``jobs`` > 1 trains that many runs at once in worker
+    processes (see jobs.py), reporting their progress to ``on_event``.
     """
+    check_jobs(jobs, jobs_per_gpu)
     configs = grid(base, fracs, dropouts, seeds)
     if collect:
         found = [_existing(cfg) for cfg in configs]
@@ -93,7 +99,10 @@ def run_study(
         run_dirs = [d for _, d in found if d is not None]
     else:
         todo = [(k, c) for k, c in enumerate(configs, 1) if shard is None or (k - 1) % shard[1] == shard[0] - 1]
-        run_dirs = _train(todo, len(configs), log)
+        if jobs > 1:
+            run_dirs = _train_parallel(todo, len(configs), log, jobs, jobs_per_gpu, on_event or (lambda e: None))
+        else:
+            run_dirs = _train(todo, len(configs), log)
         if shard is not None:
             log(f"shard {shard[0]}/{shard[1]}: its {len(todo)} of {len(configs)} runs are done; once every shard is, "
                 "the same command with --collect instead of --shard writes the comparison")  # fmt: skip
@@ -126,7 +135,7 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], N
             run_dirs.append(run_dir)
             remaining -= work
             continue
-        eta = f", ETA {_duration(seconds_spent / work_done * remaining)}" if work_done else ""
+        eta = f", ETA {format_duration(seconds_spent / work_done * remaining)}" if work_done else ""
         log(f"[{k}/{total}] {cfg.run_name}: {'resuming' if state == 'resume' else 'training'}{eta}")
         start = time.perf_counter()
         try:
@@ -142,6 +151,36 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], N
     return run_dirs
 
 
-def _duration(seconds: float) -> str:
+def _train_parallel(
+    todo: list[tuple[int, FitConfig]],
+    total: int,
+    log: Callable[[str], None],
+    jobs: int,
+    jobs_per_gpu: int,
+    on_event: Callable[[Event], None],
+) -> list[Path]:
+    """Train the runs not finished yet in worker processes, ``jobs`` at a time; run folders in grid order."""
+    found: dict[int, Path] = {}
+    tasks: list[Task] = []
+    for k, cfg in todo:
+        state, run_dir = _existing(cfg)
+        if state == "done" and run_dir is not None:
+            log(f"[{k}/{total}] {cfg.run_name}: done earlier ({run_dir}), skipped")
+            found[k] = run_dir
+        else:
+            tasks.append(Task(k, dataclasses.replace(cfg, resume=state == "resume"), run_dir))
+    finals = run_parallel(tasks, jobs, on_event, jobs_per_gpu)
+    failed: dict[str, list[str]] = {}  # message -> runs: one cause (a missing data folder, say) is said once
+    for e in finals.values():
+        if e.kind == "failed":
+            failed.setdefault(e.message, []).append(e.name)
+    if failed:
+        causes = "; ".join(f"{', '.join(names)}: {message}" for message, names in failed.items())
+        raise CnnlabError(f"{sum(map(len, failed.values()))} run(s) failed ({causes}); rerun the study to retry them")
+    found |= {k: Path(e.run_dir) for k, e in finals.items() if e.run_dir}
+    return [found[k] for k in sorted(found)]
+
+
+def format_duration(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"

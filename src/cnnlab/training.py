@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,7 @@ class RunRecorder(Callback):
         self._train_seconds: float | None = None
         self.board: RunBoard | None = None  # rank 0 only
         self._board_started = False
+        self.observer: Callable[[dict[str, float], float], None] | None = None  # told of each committed epoch
 
     def start(self, run_dir: Path, info: dict[str, Any], board: RunBoard | None) -> None:
         self.run_dir, self.info, self.board = run_dir, info, board
@@ -204,6 +205,8 @@ class RunRecorder(Callback):
                 self.write_info(status="running")
                 if self.board is not None:
                     self.board.epoch(self.history, self._train_seconds)
+                if self.observer is not None:
+                    self.observer(row, self._train_seconds)
             trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
 
     def write_info(self, **updates: Any) -> None:
@@ -366,11 +369,16 @@ def _run_info(
     return info
 
 
-def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
+def fit(
+    cfg: FitConfig,
+    resume_dir: Path | None = None,
+    observer: Callable[[dict[str, float], float], None] | None = None,
+) -> FitResult:
     """Train one run as configured and return where it was recorded and what it measured.
 
     With ``cfg.resume``, continues ``resume_dir`` or else the latest version of the run with a last checkpoint.
-    Every check (settings, data, hardware) runs before a new run folder is created.
+    Every check (settings, data, hardware) runs before a new run folder is created. ``observer(row, seconds)`` is
+    called after each epoch is committed (history row, training seconds), in the process that records the run.
     """
     cfg.validate()
     run_dir = _worker_run_dir()
@@ -384,6 +392,7 @@ def fit(cfg: FitConfig, resume_dir: Path | None = None) -> FitResult:
     precision = choose_precision(cfg.precision, cfg.accelerator)
     dm, model = prepare(cfg)
     recorder = RunRecorder()
+    recorder.observer = observer
     trainer = _trainer(cfg, recorder, precision.used)
     if run_dir is None:
         run_dir = create_version(Path(cfg.logdir), cfg.run_name)

@@ -1,0 +1,111 @@
+"""study --jobs: several runs at once in worker processes, the same results as one at a time, Ctrl-C for all."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.jobs import pick_gpu, threads_per_job
+from cnnlab.runs import is_resumable, read_history
+from cnnlab.study import run_study
+from cnnlab.training import FitConfig
+
+runner = CliRunner()
+
+
+def test_each_job_gets_its_share_of_the_cores():
+    assert threads_per_job(2, cores=2) == 1 and threads_per_job(2, cores=16) == 8
+    assert threads_per_job(4, cores=2) == 1  # never zero: oversubscribed, but every job runs
+    assert threads_per_job(3, cores=16) == 5
+
+
+def test_jobs_go_to_the_least_loaded_gpu_with_room():
+    assert pick_gpu([0, 0], per_gpu=1) == 0
+    assert pick_gpu([1, 0], per_gpu=1) == 1
+    assert pick_gpu([1, 1], per_gpu=1) is None  # full: the next run waits for a GPU to come free
+    assert pick_gpu([1, 1], per_gpu=2) == 0
+    assert pick_gpu([2, 1, 2], per_gpu=2) == 1
+
+
+@pytest.mark.parametrize("args, needle", [(["--jobs", "0"], "--jobs 0"), (["--jobs-per-gpu", "0"], "--jobs-per-gpu 0")])
+def test_bad_job_counts_exit_2(args, needle, in_tmp):
+    result = runner.invoke(app, ["study", *args])
+    assert result.exit_code == 2 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_failing_in_a_worker_is_one_line(in_tmp):
+    result = runner.invoke(app, ["study", "--jobs", "2", "--epochs", "1", "--fracs", "0.3", "--data-dir", "nowhere"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2 run(s) failed" in lines[0] and "nowhere" in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_jobs_2_trains_the_same_runs_as_jobs_1(synth_dir, tmp_path):
+    # One thread per run in both, as --jobs 2 gives each run on two cores: the thread count alone changes the
+    # float summation order (~1e-4 after an epoch here), which is not what this test is about.
+    histories = {}
+    for jobs in (1, 2):
+        base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / f"tb{jobs}"), progress=False,
+                         lr=1e-3, threads=1)  # fmt: skip
+        events = []
+        result = run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / f"s{jobs}", log=lambda line: None,
+                           jobs=jobs, on_event=events.append)  # fmt: skip
+        assert len(result.rows) == 4
+        runs = sorted((tmp_path / f"tb{jobs}").glob("*/version_0"))
+        histories[jobs] = {run.parent.name: read_history(run) for run in runs}
+        if jobs == 2:
+            kinds = [(e.index, e.kind) for e in events if e.kind != "ready"]
+            for index in range(1, 5):  # every run: started, two epochs reported, done
+                assert [k for i, k in kinds if i == index] == ["start", "epoch", "epoch", "done"]
+            epochs = [e for e in events if e.kind == "epoch"]
+            assert all(e.val_loss is not None and e.seconds > 0 for e in epochs)
+            assert {e.device for e in events if e.kind == "ready"} == {"cpu, 1 thread"}
+    assert list(histories[1]) == list(histories[2]) and len(histories[1]) == 4
+    for name, rows in histories[1].items():
+        for a, b in zip(rows, histories[2][name], strict=True):
+            assert a.keys() == b.keys()
+            assert all(abs(a[k] - b[k]) <= 1e-6 for k in a), (name, a, b)
+
+
+def _wait_for(predicate, timeout=900.0):  # generous: a loaded CI machine can be many times slower
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def _epochs(run):
+    history = run / "history.csv"
+    return len(history.read_text().splitlines()) - 1 if history.exists() else 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_job_and_leaves_every_run_resumable(synth_dir, tmp_path):
+    logdir = tmp_path / "tb"
+    args = [sys.executable, "-m", "cnnlab", "study", "--jobs", "2", "--epochs", "400", "--fracs", "0.3",
+            "--dropouts", "0,0.5", "--data-dir", str(synth_dir), "--logdir", str(logdir), "--out", str(tmp_path / "s"),
+            "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    runs = [logdir / f"frac0.3_drop{d}_e400" / "version_0" for d in ("0.0", "0.5")]
+    _wait_for(lambda: all(_epochs(run) >= 2 for run in runs) or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: to the whole foreground group
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in err + out
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        assert info["status"] == "interrupted" and ckpt["epoch"] + 1 == info["epochs_completed"] < 400
+        assert is_resumable(run)
