@@ -274,15 +274,31 @@ def test_test_sets_are_measured_on_the_training_device(synth_dir, tmp_path, monk
     from cnnlab import training
 
     devices = []
-    real = training.evaluate_torch
+    real = training.torch_logits
 
-    def spy(net, dataset, batch_size=1024, device="cpu"):
+    def spy(net, images, batch_size=1024, device="cpu"):
         devices.append(torch.device(device).type)
-        return real(net, dataset, batch_size, device)
+        return real(net, images, batch_size, device)
 
-    monkeypatch.setattr(training, "evaluate_torch", spy)
+    monkeypatch.setattr(training, "torch_logits", spy)
     fit(_cfg(synth_dir, tmp_path, accelerator="gpu"))
     assert devices and set(devices) == {"cuda"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_training_images_live_there(synth_dir, tmp_path, monkeypatch):
+    from cnnlab.data import FashionMNISTDataModule
+
+    seen = []
+    real = FashionMNISTDataModule.train_dataloader
+
+    def spy(self):
+        seen.append(self.train_set.images.device.type)
+        return real(self)
+
+    monkeypatch.setattr(FashionMNISTDataModule, "train_dataloader", spy)
+    result = fit(_cfg(synth_dir, tmp_path, accelerator="gpu", epochs=2))
+    assert seen and set(seen) == {"cuda"} and result.status == "finished"
 
 
 def test_the_epoch_count_joins_the_default_name():
