@@ -2,6 +2,7 @@
 path, and each speed option, all measured in one run on the same data.
 
     python benchmarks/bench_training.py [--frac 0.2] [--epochs 3] [--options] [--keras-python PATH]
+    python benchmarks/bench_training.py --gpu [--study-epochs 40] [--gpu-jobs 4]
 
 Per-epoch time is training only (no validation), as `run.json`'s `epoch_seconds`. The machine is shared and
 noisy, so the bare loop and cnnlab alternate for `--rounds` rounds and each one's fastest epoch after the first
@@ -88,6 +89,37 @@ def data_path(dm: FashionMNISTDataModule, folder: Path) -> tuple[float, float]:
     return ours, time.perf_counter() - start
 
 
+def gpu_mode(args: argparse.Namespace, folder: Path) -> None:
+    """On a CUDA GPU: cnnlab fit's epoch time per speed option, then the whole 2x2 study one run at a time and
+    with --gpu-jobs runs sharing the GPU."""
+    from cnnlab.study import run_study
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu: PyTorch sees no CUDA device")
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; frac {args.frac}, {args.epochs} epochs\n")
+    options: list[tuple[str, dict[str, object]]] = [
+        ("float32", {}),
+        ("bf16-mixed", {"precision": "bf16-mixed"}),
+        ("bf16-mixed --channels-last", {"precision": "bf16-mixed", "channels_last": True}),
+        ("bf16-mixed --compile", {"precision": "bf16-mixed", "compile": True}),
+    ]
+    print(f"{'cnnlab fit on the GPU, per epoch':40s} {'seconds':>8s}  final train loss")
+    for label, opts in options:
+        secs, loss = cnnlab_fit(args.frac, args.epochs, str(folder), accelerator="gpu", **opts)
+        print(f"{label:40s} {steady(secs):8.2f}  {loss:.4f}")
+    print(f"\nthe exercise's 2x2 study (fracs 0.2,1.0 x dropouts 0,0.5), {args.study_epochs} epochs, float32:")
+    for jobs in (1, args.gpu_jobs):
+        with tempfile.TemporaryDirectory() as tmp:
+            base = FitConfig(epochs=args.study_epochs, data_dir=str(folder), logdir=tmp, progress=False,
+                             accelerator="gpu")  # fmt: skip
+            start = time.perf_counter()
+            run_study(base, [0.2, 1.0], [0.0, 0.5], out=Path(tmp) / "out", log=lambda line: None, jobs=jobs,
+                      jobs_per_gpu=jobs)  # fmt: skip
+            print(
+                f"  --jobs {jobs}{f' --jobs-per-gpu {jobs}' if jobs > 1 else ''}: {time.perf_counter() - start:.0f} s"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frac", type=float, default=0.2)
@@ -96,10 +128,15 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--options", action="store_true", help="also time bf16, channels-last and torch.compile")
     ap.add_argument("--keras-python", default=None, help="a python with TensorFlow, to time Keras side by side")
+    ap.add_argument("--gpu", action="store_true", help="time cnnlab on a CUDA GPU (and the whole study there)")
+    ap.add_argument("--study-epochs", type=int, default=40, help="--gpu: epochs of the timed 2x2 study")
+    ap.add_argument("--gpu-jobs", type=int, default=4, help="--gpu: runs sharing the GPU in the second study")
     args = ap.parse_args()
     torch.set_float32_matmul_precision("highest")
 
     folder = locate_data(args.data_dir, download=False)
+    if args.gpu:
+        return gpu_mode(args, folder)
     dm = FashionMNISTDataModule(folder, frac=args.frac)
     dm.setup("fit")
     x = dm.train_set.images.float().div(255)

@@ -1,0 +1,94 @@
+"""The study at scale, measured in one run: `--jobs 1` against `--jobs N` (wall time, same results?), the grid's
+overhead (its wall time against the sum of its runs' training time), and where the bf16 warning appears.
+
+    python benchmarks/bench_study.py [--epochs 3] [--fracs 0.2] [--dropouts 0,0.5] [--jobs 2] [--data-dir DIR]
+
+Every study runs as a user would run it (`cnnlab study` in a fresh process, into its own temporary log folder).
+Run it on a quiet machine: another busy process changes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cnnlab.hardware import cpu_model, native_bf16
+from cnnlab.jobs import cpu_cores
+from cnnlab.runs import read_history
+
+CLI = [sys.executable, "-m", "cnnlab"]
+# The same command with the CPU's bf16 flags hidden from cnnlab: what a CPU without native bf16 would be told.
+HIDE_BF16 = (
+    "import sys, cnnlab.hardware as h; real = h.cpu_flags; "
+    "h.cpu_flags = lambda: real() - {'avx512_bf16', 'amx_bf16', 'amx_tile'}; "
+    "from cnnlab.cli import main; sys.argv[0] = 'cnnlab'; main()"
+)
+
+
+def study(args: argparse.Namespace, jobs: int, root: Path) -> dict:
+    logdir = root / f"jobs{jobs}"
+    cmd = [*CLI, "study", "--epochs", str(args.epochs), "--fracs", args.fracs, "--dropouts", args.dropouts,
+           "--logdir", str(logdir), "--out", str(root / f"out{jobs}"), "--jobs", str(jobs), "--no-progress",
+           "--lang", "en"] + (["--data-dir", args.data_dir] if args.data_dir else [])  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    runs = sorted(p.parent for p in logdir.glob("*/version_*/run.json"))
+    training = sum(sum(json.loads((r / "run.json").read_text())["epoch_seconds"]) for r in runs)
+    return {"wall": wall, "training": training, "histories": {r.parent.name: read_history(r) for r in runs}}
+
+
+def bf16_warning(data_dir: str | None, hide: bool, root: Path) -> tuple[bool, str]:
+    """Does `cnnlab fit --precision bf16-mixed` warn? And what does --precision auto record in run.json?"""
+    prefix = [sys.executable, "-c", HIDE_BF16] if hide else CLI
+    extra = ["--data-dir", data_dir] if data_dir else []
+    logdir = root / f"bf16_{'hidden' if hide else 'native'}"
+    fit = [*prefix, "fit", "--frac", "0.02", "--epochs", "1", "--no-progress", "--logdir", str(logdir), *extra]
+    warned = subprocess.run([*fit, "--precision", "bf16-mixed"], capture_output=True, text=True, check=True)
+    subprocess.run([*fit, "--precision", "auto", "--name", "auto"], capture_output=True, check=True)
+    used = json.loads((logdir / "auto" / "version_0" / "run.json").read_text())["precision"]["used"]
+    return any(line.startswith("warning:") and "bf16" in line for line in warned.stderr.splitlines()), used
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--fracs", default="0.2")
+    ap.add_argument("--dropouts", default="0,0.5")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args()
+    _, why = native_bf16("cpu")
+    print(f"machine: {cpu_model()}, {cpu_cores()} cores; bf16: {why}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        one = study(args, 1, root)
+        many = study(args, args.jobs, root)
+        n = len(one["histories"])
+        print(f"\nstudy: fracs {args.fracs} x dropouts {args.dropouts}, {args.epochs} epochs: {n} runs")
+        print(f"{'':12s} {'wall s':>8s} {'training s':>11s} {'wall / training':>16s}")
+        for label, r in ((" --jobs 1", one), (f" --jobs {args.jobs}", many)):
+            print(f"{label:12s} {r['wall']:8.1f} {r['training']:11.1f} {r['wall'] / r['training']:16.2f}")
+        print(f"\nratio wall --jobs 1 / --jobs {args.jobs}: {one['wall'] / many['wall']:.2f}")
+        print(f"grid overhead (--jobs 1): wall / sum of the runs' training time = {one['wall'] / one['training']:.2f}")
+        diff = max(
+            abs(a[k] - b[k])
+            for name, rows in one["histories"].items()
+            for a, b in zip(rows, many["histories"][name], strict=True)
+            for k in a
+        )
+        print(f"largest difference between the two studies' histories: {diff:.2e} (thread counts differ)")
+        print()
+        for hide in (False, True):
+            warned, used = bf16_warning(args.data_dir, hide, root)
+            what = "flags hidden (as a CPU without native bf16)" if hide else "this CPU as it is"
+            print(f"bf16 warning, {what}: {'printed' if warned else 'none'}; --precision auto chose {used}")
+
+
+if __name__ == "__main__":
+    main()
