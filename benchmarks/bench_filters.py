@@ -10,8 +10,7 @@ import time
 
 import torch
 
-from cnnlab.filters import capture, load_inception, prepare
-from cnnlab.probes import PROBES, make_probe
+from cnnlab.filters import PROBES, capture, load_inception, make_probe, prepare
 
 
 def best(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cnnlab import filters as F
 from cnnlab.cli import app
-from cnnlab.probes import PROBES, make_probe
+from cnnlab.filters import PROBES, make_probe
 
 runner = CliRunner()
 

@@ -57,9 +57,9 @@ def test_jobs_2_trains_the_same_runs_as_jobs_1(synth_dir, tmp_path):
         base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / f"tb{jobs}"), progress=False,
                          lr=1e-3, threads=1)  # fmt: skip
         events = []
-        result = run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / f"s{jobs}", log=lambda line: None,
-                           jobs=jobs, on_event=events.append)  # fmt: skip
-        assert len(result.rows) == 4
+        grid = ([0.3, 0.6], [0.0, 0.5])
+        result = run_study(base, *grid, out=tmp_path / f"s{jobs}", jobs=jobs, on_event=events.append)
+        assert len(result.comparison.rows) == 4
         runs = sorted((tmp_path / f"tb{jobs}").glob("*/version_0"))
         histories[jobs] = {run.parent.name: read_history(run) for run in runs}
         if jobs == 2:

@@ -203,14 +203,13 @@ def compare_runs(
     logdir: Path = Path("tb_logs"),
     threshold: float = OVERFIT_THRESHOLD,
     log_loss: bool = False,
-    min_runs: int = 2,  # a study of one setting still gets its table and figures
     tensorboard: Path | None = None,  # also write the figures and the table as this TensorBoard run
 ) -> Comparison:
     """Curves (shared axes), per-run overfitting charts, summary.md and summary.json for two or more runs."""
     from .plots import plot_run_curves, plot_runs
 
-    if len(sources) < min_runs:
-        raise CnnlabError("compare needs two or more runs (run folders or names); give another RUN")
+    if not sources:
+        raise CnnlabError("compare needs runs (run folders or names)")
     if not (threshold > 0 and math.isfinite(threshold)):
         raise CnnlabError(f"--threshold {threshold}: must be a positive percentage, e.g. 10")
     runs = load_runs(sources, logdir)

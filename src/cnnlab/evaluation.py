@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,39 @@ def _onnx_predictor(path: Path, provider: str) -> tuple[Any, str]:
     return session, use
 
 
+def _check(split: str, provider: str, batch_size: int) -> None:
+    if split not in SPLITS:
+        raise CnnlabError(f"--split {split!r}: unknown; choose one of {', '.join(SPLITS)}")
+    if provider not in PROVIDERS:
+        raise CnnlabError(f"--provider {provider!r}: unknown; choose one of {', '.join(PROVIDERS)}")
+    if batch_size < 1:
+        raise CnnlabError(f"--batch-size {batch_size}: must be at least 1")
+
+
+def _is_onnx(path: Path) -> bool:
+    if path.suffix == ".onnx" and not path.is_file():
+        raise CnnlabError(f"{path}: no such file; export one with `cnnlab export RUN`")
+    # .onnx and .ckpt say what they are; another file is a checkpoint when it is a zip archive (torch.save's format)
+    return path.suffix == ".onnx" or (path.is_file() and path.suffix != ".ckpt" and path.read_bytes()[:2] != b"PK")
+
+
+def _predictor(
+    model: str | os.PathLike[str], provider: str, batch_size: int, logdir: Path, checkpoint: str
+) -> tuple[Callable[[torch.Tensor], np.ndarray], bool, str, str | None]:
+    """(predict, is_onnx, the provider used, the checkpoint file) for an ONNX file or a PyTorch checkpoint / run."""
+    from .checkpoints import load_network
+
+    if _is_onnx(Path(model)):
+        session, used = _onnx_predictor(Path(model), provider)
+        return (lambda x: ort_logits(session, x, batch_size)), True, used, None
+    if provider == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--provider cuda: PyTorch sees no CUDA device; use --provider cpu")
+    loaded = load_network(model, logdir, checkpoint)
+    used = "cuda" if provider != "cpu" and torch.cuda.is_available() else "cpu"
+    net = loaded.net.to(used)
+    return (lambda x: torch_logits(net, x, batch_size, used)), False, used, str(loaded.checkpoint)
+
+
 def evaluate(
     model: str | os.PathLike[str],
     split: str = "holdout",
@@ -136,36 +170,8 @@ def evaluate(
     checkpoint: str = "best",
 ) -> tuple[Report, np.ndarray]:
     """Evaluate an ``.onnx`` file (onnxruntime) or a checkpoint / run (PyTorch); returns the report and predictions."""
-    from .checkpoints import load_network
-
-    if split not in SPLITS:
-        raise CnnlabError(f"--split {split!r}: unknown; choose one of {', '.join(SPLITS)}")
-    if provider not in PROVIDERS:
-        raise CnnlabError(f"--provider {provider!r}: unknown; choose one of {', '.join(PROVIDERS)}")
-    if batch_size < 1:
-        raise CnnlabError(f"--batch-size {batch_size}: must be at least 1")
-    path = Path(model)
-    if path.suffix == ".onnx" and not path.is_file():
-        raise CnnlabError(f"{path}: no such file; export one with `cnnlab export RUN`")
-    # .onnx and .ckpt say what they are; another file is a checkpoint when it is a zip archive (torch.save's format)
-    is_onnx = path.suffix == ".onnx" or (path.is_file() and path.suffix != ".ckpt" and path.read_bytes()[:2] != b"PK")
-    ckpt_file = None
-    if is_onnx:
-        session, used = _onnx_predictor(path, provider)
-
-        def predict(x: torch.Tensor) -> np.ndarray:
-            return ort_logits(session, x, batch_size)
-    else:
-        if provider == "cuda" and not torch.cuda.is_available():
-            raise CnnlabError("--provider cuda: PyTorch sees no CUDA device; use --provider cpu")
-        loaded = load_network(model, logdir, checkpoint)
-        net, ckpt_file = loaded.net, str(loaded.checkpoint)
-        used = "cuda" if provider != "cpu" and torch.cuda.is_available() else "cpu"
-        net.to(used)
-
-        def predict(x: torch.Tensor) -> np.ndarray:
-            return torch_logits(net, x, batch_size, used)
-
+    _check(split, provider, batch_size)
+    predict, is_onnx, used, ckpt_file = _predictor(model, provider, batch_size, logdir, checkpoint)
     dataset = FashionMNISTDataModule(data_dir).eval_set(split)
     predict(dataset.images[:batch_size])  # warm-up: first-call allocations are not timed
     start = time.perf_counter()
@@ -176,9 +182,70 @@ def evaluate(
     cm = confusion_matrix(preds, labels)
     per_class = {name: float(cm[k, k] / max(cm[k].sum(), 1)) for k, name in enumerate(CLASS_NAMES)}
     report = Report(
-        model=str(model), backend="onnxruntime" if is_onnx else "pytorch", provider=used, split=split,
-        images=len(labels), batch_size=batch_size, accuracy=float((preds == labels).mean()),
-        per_class_accuracy=per_class, confusion_matrix=cm.tolist(), seconds=round(seconds, 4),
-        images_per_second=round(len(labels) / seconds, 1), checkpoint=ckpt_file,
-    )  # fmt: skip
+        model=str(model),
+        backend="onnxruntime" if is_onnx else "pytorch",
+        provider=used,
+        split=split,
+        images=len(labels),
+        batch_size=batch_size,
+        accuracy=float((preds == labels).mean()),
+        per_class_accuracy=per_class,
+        confusion_matrix=cm.tolist(),
+        seconds=round(seconds, 4),
+        images_per_second=round(len(labels) / seconds, 1),
+        checkpoint=ckpt_file,
+    )
     return report, preds
+
+
+@dataclass
+class Evaluation:
+    reports: list[Report]  # one, or two for --compare
+    payload: dict[str, Any]  # what --json prints and evaluation.json holds
+    agreement: float | None = None  # --compare: share of images both models predict alike
+    accuracy_difference: float | None = None
+    speed_ratio: float | None = None  # the first model's images per second over the second's
+
+
+def evaluate_models(
+    model: str,
+    compare: str | None = None,
+    split: str = "holdout",
+    batch_size: int = 1024,
+    provider: str = "auto",
+    data_dir: str | None = None,
+    logdir: Path = Path("tb_logs"),
+    out: str | os.PathLike[str] | None = None,
+    checkpoint: str = "best",
+) -> Evaluation:
+    """Evaluate one model, or two side by side with their agreement; with ``out``, the confusion-matrix PNGs and
+    evaluation.json too."""
+    results = [
+        evaluate(m, split, batch_size, provider, data_dir, logdir, checkpoint)
+        for m in [model, *([compare] if compare else [])]
+    ]
+    reports = [r for r, _ in results]
+    if compare:
+        (a, pa), (b, pb) = results
+        extra = {
+            "agreement": float(np.mean(pa == pb)),
+            "accuracy_difference": a.accuracy - b.accuracy,
+            "speed_ratio": a.images_per_second / b.images_per_second,
+        }
+        result = Evaluation(reports, {"reports": [r.to_dict() for r in reports], **extra}, **extra)
+    else:
+        result = Evaluation(reports, reports[0].to_dict())
+    if out:
+        _write_evaluation(result, Path(out))
+    return result
+
+
+def _write_evaluation(result: Evaluation, out: Path) -> None:
+    from .atomic import atomic_write_json
+    from .plots import plot_confusion
+
+    for r in result.reports:
+        name = Path(r.model).name
+        title = f"{name} on {r.split}: accuracy {r.accuracy:.4f}"
+        plot_confusion(r.confusion_matrix, title, out / f"confusion_{name.replace('.', '_')}.png")
+    atomic_write_json(out / "evaluation.json", result.payload)

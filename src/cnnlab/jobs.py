@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CnnlabError, TrainingInterrupted, first_line
 
 if TYPE_CHECKING:
-    from .training import FitConfig
+    from .config import FitConfig
 
 FINAL = ("done", "diverged", "failed", "interrupted")
 INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ctrl-C (an epoch commit at most)
@@ -31,7 +31,10 @@ INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ct
 
 @dataclass
 class Event:
-    kind: str  # start | ready | epoch | done | diverged | failed | interrupted
+    """What a study reports as it goes: a run skipped (done earlier), started, ready (a worker process is up),
+    an epoch committed, and how the run ended."""
+
+    kind: str  # skip | start | ready | epoch | done | diverged | failed | interrupted
     index: int  # the run's position in the grid, from 1
     name: str
     epoch: int = 0
@@ -41,7 +44,9 @@ class Event:
     seconds: float | None = None  # this epoch's training time
     message: str = ""
     run_dir: str | None = None
-    device: str = ""  # what the worker trains on: "cpu x2 threads", "cuda:1"
+    device: str = ""  # what the worker trains on: "cpu, 2 threads", "cuda:1"
+    total: int = 0  # runs in the grid
+    eta_s: float | None = None  # "start" of a study trained one run at a time: the grid's time left
 
 
 @dataclass
@@ -120,10 +125,10 @@ def _worker(task: Task, events: Any) -> None:
 
 
 class _Pool:
-    def __init__(self, jobs: int, per_gpu: int, on_event: Callable[[Event], None]) -> None:
+    def __init__(self, jobs: int, per_gpu: int, on_event: Callable[[Event], None], total: int) -> None:
         self.ctx = mp.get_context("spawn")  # fork would copy the parent's torch threads and CUDA state
         self.events: Any = self.ctx.Queue()
-        self.jobs, self.per_gpu, self.on_event = jobs, per_gpu, on_event
+        self.jobs, self.per_gpu, self.on_event, self.total = jobs, per_gpu, on_event, total
         self.running: dict[int, tuple[Any, int | None, str]] = {}  # index -> (process, gpu, run name)
         self.ready: set[int] = set()
         self.finals: dict[int, Event] = {}
@@ -150,7 +155,8 @@ class _Pool:
         finally:
             signal.signal(signal.SIGINT, previous)
         self.running[task.index] = (process, gpu, cfg.run_name)
-        self.on_event(Event("start", task.index, cfg.run_name, epochs=cfg.epochs))
+        how = "resuming" if cfg.resume else "training"
+        self.on_event(Event("start", task.index, cfg.run_name, epochs=cfg.epochs, total=self.total, message=how))
         return True
 
     def handle(self, event: Event) -> None:
@@ -202,12 +208,14 @@ class _Pool:
             process.terminate()
 
 
-def run_parallel(tasks: list[Task], jobs: int, on_event: Callable[[Event], None], per_gpu: int = 1) -> dict[int, Event]:
+def run_parallel(
+    tasks: list[Task], jobs: int, on_event: Callable[[Event], None], per_gpu: int = 1, total: int = 0
+) -> dict[int, Event]:
     """Train the tasks, ``jobs`` at a time (or ``per_gpu`` per GPU when they train on CUDA GPUs); returns each
     task's final event by index. Ctrl-C stops every worker at its epoch boundary, then raises TrainingInterrupted.
     """
     check_jobs(jobs, per_gpu)
-    pool = _Pool(jobs, per_gpu, on_event)
+    pool = _Pool(jobs, per_gpu, on_event, total or len(tasks))
     gpus = _uses_gpu(tasks[0].cfg) if tasks else 0
     pending = list(tasks)
     try:

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import atomic_write_text
@@ -37,8 +38,10 @@ def grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int)
         raise CnnlabError(f"--seeds {seeds}: must be at least 1")
     configs = [
         dataclasses.replace(base, frac=f, dropout=d, seed=base.seed + s, name=None, resume=False)
-        for f in fracs for d in dropouts for s in range(seeds)
-    ]  # fmt: skip
+        for f in fracs
+        for d in dropouts
+        for s in range(seeds)
+    ]
     for cfg in configs:
         cfg.validate()  # every bad value is reported before the first run starts
     return configs
@@ -66,62 +69,82 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+@dataclass
+class StudyResult:
+    run_dirs: list[Path]  # the grid's runs, in grid order (this shard's only, with a shard)
+    grid_size: int
+    comparison: Comparison | None = None  # None for a shard: the comparison waits for --collect
+
+
 def run_study(
     base: FitConfig,
     fracs: list[float],
     dropouts: list[float],
     seeds: int = 1,
     out: str | os.PathLike[str] = "study_out",
-    log: Callable[[str], None] = print,
+    on_event: Callable[[Event], None] = lambda event: None,
     shard: tuple[int, int] | None = None,
     collect: bool = False,
     jobs: int = 1,
     jobs_per_gpu: int = 1,
-    on_event: Callable[[Event], None] | None = None,
-) -> Comparison | None:
+) -> StudyResult:
     """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all.
 
-    ``shard=(K, N)`` trains only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log
-    folder each take theirs) and compares nothing; ``collect`` trains nothing and compares the whole grid once
-    every run is finished, or says which are missing. ``jobs`` > 1 trains that many runs at once in worker
-    processes (see jobs.py), reporting their progress to ``on_event``.
+    Progress goes to ``on_event`` (jobs.Event: skip, start, epoch, done, diverged, ...). ``shard=(K, N)`` trains
+    only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log folder each take theirs)
+    and compares nothing; ``collect`` trains nothing and compares the whole grid once every run is finished, or
+    says which are missing. ``jobs`` > 1 trains that many runs at once in worker processes (see jobs.py).
     """
     check_jobs(jobs, jobs_per_gpu)
     configs = grid(base, fracs, dropouts, seeds)
     if collect:
-        found = [_existing(cfg) for cfg in configs]
-        missing = [cfg.run_name for cfg, (state, _) in zip(configs, found, strict=True) if state != "done"]
-        if missing:
-            raise CnnlabError(
-                f"--collect: {len(missing)} of {len(configs)} runs are not finished: {', '.join(missing)}; "
-                "run their shards (or the study without --shard) first"
-            )
-        run_dirs = [d for _, d in found if d is not None]
+        run_dirs = _collect(configs)
     else:
         todo = [(k, c) for k, c in enumerate(configs, 1) if shard is None or (k - 1) % shard[1] == shard[0] - 1]
         if jobs > 1:
-            run_dirs = _train_parallel(todo, len(configs), log, jobs, jobs_per_gpu, on_event or (lambda e: None))
+            run_dirs = _train_parallel(todo, len(configs), jobs, jobs_per_gpu, on_event)
         else:
-            run_dirs = _train(todo, len(configs), log)
+            run_dirs = _train(todo, len(configs), on_event)
         if shard is not None:
-            log(f"shard {shard[0]}/{shard[1]}: its {len(todo)} of {len(configs)} runs are done; once every shard is, "
-                "the same command with --collect instead of --shard writes the comparison")  # fmt: skip
-            return None
-    out = Path(out)
+            return StudyResult(run_dirs, len(configs))
+    comparison = _compare(run_dirs, Path(out), base, f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s)")
+    return StudyResult(run_dirs, len(configs), comparison)
+
+
+def _collect(configs: list[FitConfig]) -> list[Path]:
+    found = [_existing(cfg) for cfg in configs]
+    missing = [cfg.run_name for cfg, (state, _) in zip(configs, found, strict=True) if state != "done"]
+    if missing:
+        raise CnnlabError(
+            f"--collect: {len(missing)} of {len(configs)} runs are not finished: {', '.join(missing)}; "
+            "run their shards (or the study without --shard) first"
+        )
+    return [d for _, d in found if d is not None]
+
+
+def _compare(run_dirs: list[Path], out: Path, base: FitConfig, grid_text: str) -> Comparison:
+    """The comparison of the study's runs, its README.md, and its figures in TensorBoard (the run study/<out>)."""
     shown = [d for d in run_dirs if has_epochs(d)]  # a run that diverged in its first epoch has no curve
     if not shown:
         raise CnnlabError("no run of the study finished an epoch; nothing to compare")
     board = board_dir(base.logdir, "study", out)
-    comparison = compare_runs([str(d) for d in shown], out, Path(base.logdir), min_runs=1, tensorboard=board)
+    comparison = compare_runs([str(d) for d in shown], out, Path(base.logdir), tensorboard=board)
     figures = "\n".join(f"![{p.name}]({p.name})" for p in comparison.files if p.suffix == ".png")
-    grid_line = f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s) from {base.seed}, {base.epochs} epochs"
     runs = "\n".join(f"- `{d}`" for d in run_dirs)
-    atomic_write_text(out / "README.md", f"# cnnlab study\n\nGrid: {grid_line}.\n\n{comparison.table}\n"
-                                         f"## Runs\n\n{runs}\n\n## Curves\n\n{figures}\n")  # fmt: skip
+    readme = (
+        f"# cnnlab study\n\nGrid: {grid_text} from {base.seed}, {base.epochs} epochs.\n\n{comparison.table}\n"
+        f"## Runs\n\n{runs}\n\n## Curves\n\n{figures}\n"
+    )
+    atomic_write_text(out / "README.md", readme)
     return comparison
 
 
-def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], None]) -> list[Path]:
+def _skipped(k: int, total: int, cfg: FitConfig, run_dir: Path) -> Event:
+    how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
+    return Event("skip", k, cfg.run_name, total=total, message=how, run_dir=str(run_dir))
+
+
+def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Event], None]) -> list[Path]:
     """Train (or resume, or skip) each run, in order; the ETA scales with images x epochs."""
     run_dirs: list[Path] = []
     work_done, seconds_spent = 0.0, 0.0
@@ -130,18 +153,19 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], N
         state, run_dir = _existing(cfg)
         work = cfg.frac * cfg.epochs
         if state == "done" and run_dir is not None:
-            how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
-            log(f"[{k}/{total}] {cfg.run_name}: {how} earlier ({run_dir}), skipped")
+            on_event(_skipped(k, total, cfg, run_dir))
             run_dirs.append(run_dir)
             remaining -= work
             continue
-        eta = f", ETA {format_duration(seconds_spent / work_done * remaining)}" if work_done else ""
-        log(f"[{k}/{total}] {cfg.run_name}: {'resuming' if state == 'resume' else 'training'}{eta}")
+        eta = seconds_spent / work_done * remaining if work_done else None
+        how = "resuming" if state == "resume" else "training"
+        on_event(Event("start", k, cfg.run_name, epochs=cfg.epochs, total=total, message=how, eta_s=eta))
         start = time.perf_counter()
         try:
             run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
+            on_event(Event("done", k, cfg.run_name, total=total, run_dir=str(run_dir)))
         except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
-            log(f"[{k}/{total}] {cfg.run_name}: {e}")
+            on_event(Event("diverged", k, cfg.run_name, total=total, message=str(e), run_dir=e.run_dir))
             run_dir = Path(e.run_dir) if e.run_dir else None
         seconds_spent += time.perf_counter() - start
         work_done += work
@@ -152,12 +176,7 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, log: Callable[[str], N
 
 
 def _train_parallel(
-    todo: list[tuple[int, FitConfig]],
-    total: int,
-    log: Callable[[str], None],
-    jobs: int,
-    jobs_per_gpu: int,
-    on_event: Callable[[Event], None],
+    todo: list[tuple[int, FitConfig]], total: int, jobs: int, jobs_per_gpu: int, on_event: Callable[[Event], None]
 ) -> list[Path]:
     """Train the runs not finished yet in worker processes, ``jobs`` at a time; run folders in grid order."""
     found: dict[int, Path] = {}
@@ -165,11 +184,11 @@ def _train_parallel(
     for k, cfg in todo:
         state, run_dir = _existing(cfg)
         if state == "done" and run_dir is not None:
-            log(f"[{k}/{total}] {cfg.run_name}: done earlier ({run_dir}), skipped")
+            on_event(_skipped(k, total, cfg, run_dir))
             found[k] = run_dir
         else:
             tasks.append(Task(k, dataclasses.replace(cfg, resume=state == "resume"), run_dir))
-    finals = run_parallel(tasks, jobs, on_event, jobs_per_gpu)
+    finals = run_parallel(tasks, jobs, on_event, jobs_per_gpu, total)
     failed: dict[str, list[str]] = {}  # message -> runs: one cause (a missing data folder, say) is said once
     for e in finals.values():
         if e.kind == "failed":

@@ -26,15 +26,15 @@ from lightning.pytorch.trainer.states import TrainerFn
 from . import __version__
 from .atomic import atomic_path
 from .checkpoints import load_checkpoint_dict, load_network
-from .data import FashionMNISTDataModule, check_fractions
+from .config import FitConfig
+from .data import FashionMNISTDataModule
 from .errors import CnnlabError, TrainingInterrupted, first_line
 from .evaluation import confusion_matrix, loss_and_accuracy, torch_logits
 from .hardware import Precision, choose_precision, describe, set_threads
-from .lit import FashionClassifier, NonFiniteLoss, check_hparams
+from .lit import FashionClassifier, NonFiniteLoss
 from .runs import (
     RUN_JSON,
     best_row,
-    check_name,
     checkpoint_path,
     clean_stray_temp,
     create_version,
@@ -48,65 +48,6 @@ from .tblog import RunBoard, summary_text
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
 TEST_SPLITS = ("holdout", "official")
-_HARDWARE = ("accelerator", "devices", "num_nodes", "strategy", "precision", "threads", "channels_last", "compile",
-             "progress")  # fmt: skip
-
-
-@dataclass
-class FitConfig:
-    frac: float = 0.2  # fraction of the 50,000-image training pool used (train + validation)
-    dropout: float = 0.0  # Dropout(p) after the first Dense layer; 0 = none
-    epochs: int = 40  # total epochs (with --resume: train up to this many)
-    batch_size: int = 32
-    lr: float = 1e-4
-    optimizer: str = "rmsprop"
-    init: str = "keras"
-    seed: int = 42  # fixes the subset, the shuffle and the initialization
-    val_split: float = 0.1
-    eval_train: bool = False  # also measure train loss/acc with dropout off, after each epoch
-    data_dir: str | None = None
-    name: str | None = None  # default: derived from the settings, e.g. frac0.2_drop0.0
-    logdir: str = "tb_logs"
-    resume: bool = False
-    accelerator: str = "auto"
-    devices: str = "1"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"  # or bf16-mixed, 16-mixed..., or auto: bf16-mixed where native, else 32-true
-    threads: int | None = None  # CPU threads; None: PyTorch's default, which follows OMP_NUM_THREADS
-    channels_last: bool = False  # NHWC memory format (a speed option)
-    compile: bool = False  # torch.compile the network (a speed option)
-    progress: bool = True  # progress bar and model summary
-
-    @property
-    def run_name(self) -> str:
-        if self.name is not None:
-            return check_name(self.name)
-        # the epoch count joins the name when it is not the default, so 40-, 400- and 4,000-epoch runs never mix
-        return self.family + (f"_e{self.epochs}" if self.epochs != FitConfig.epochs else "")
-
-    @property
-    def family(self) -> str:
-        """The default name without the epoch count: what --resume looks for when extending a run's epochs."""
-        name = f"frac{self.frac}_drop{float(self.dropout)}"
-        if self.optimizer != "rmsprop":
-            name += f"_{self.optimizer}"
-        if self.seed != FitConfig.seed:
-            name += f"_seed{self.seed}"
-        return name
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise CnnlabError(f"--epochs {self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            raise CnnlabError(f"--batch-size {self.batch_size}: must be at least 1")
-        if self.num_nodes < 1:
-            raise CnnlabError(f"--num-nodes {self.num_nodes}: must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise CnnlabError(f"--threads {self.threads}: must be at least 1")
-        check_hparams(self.dropout, self.lr, self.optimizer, self.init)
-        check_fractions(self.frac, self.val_split)
-        check_name(self.run_name)
 
 
 @dataclass
@@ -294,7 +235,7 @@ def _resumed_config(cfg: FitConfig, run_dir: Path) -> FitConfig:
         raise CnnlabError(f"{run_dir / RUN_JSON}: has no saved config; cannot resume this run")
     known = {f.name for f in fields(FitConfig)}
     merged = {k: v for k, v in saved.items() if k in known}
-    merged.update({k: getattr(cfg, k) for k in ("epochs", "resume", "logdir", *_HARDWARE)})
+    merged.update({k: getattr(cfg, k) for k in ("epochs", "resume", "logdir", *FitConfig.kind("hardware"))})
     return FitConfig(**merged)
 
 

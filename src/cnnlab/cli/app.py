@@ -1,0 +1,75 @@
+"""The Typer app and the one rule every command shares: a mistake the user can fix is one line and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from ..errors import CnnlabError, TrainingInterrupted, first_line
+from . import render
+
+app = typer.Typer(
+    help="Train the classic Fashion-MNIST CNN lab, compare runs, export to ONNX, look inside InceptionV3's stem.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print cnnlab's version and exit.")] = False,
+) -> None:
+    if version:
+        from .. import __version__
+
+        render.say(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
+def _shows_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        """cnnlab's own warnings are one line on stderr; everyone else's as Python shows them."""
+        if category.__name__ == "SlowPrecisionWarning":
+            render.warn(str(message))
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    render.error(message)
+    return typer.Exit(code)
+
+
+def command(fn: F) -> F:
+    """Register a command whose user errors end as one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _shows_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
+        except CnnlabError as e:
+            raise _fail(str(e)) from None
+        except OSError as e:  # a path the system refuses (not a folder, no permission, disk full): the user can fix it
+            where = f"{e.filename}: " if e.filename else ""
+            raise _fail(f"{where}{e.strerror or first_line(e)}") from None
+        except MisconfigurationException as e:  # Lightning's word for option values it cannot use
+            raise _fail(f"hardware options: {first_line(e, 300)}") from None
+        except TrainingInterrupted as e:
+            default = "interrupted; the last finished epoch's checkpoint is kept: rerun with --resume"
+            raise _fail(str(e) or default, 130) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+
+    app.command()(wrapper)
+    return fn
