@@ -60,3 +60,48 @@ def test_corrupt_data_exits_2(synth_dir, tmp_path, in_tmp):
     result = runner.invoke(app, ["fit", "--no-progress", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 2
     assert "train-images-idx3-ubyte.gz: not an unsigned-byte IDX file" in result.stderr
+
+
+def test_fit_options_are_written_once_and_study_shares_their_help():
+    """study offers every fit option that makes sense for a grid, with fit's own help (FitConfig's metadata)."""
+    import typer.core
+    import typer.main
+
+    from cnnlab.config import FitConfig
+    from cnnlab.runs import EXPERIMENT_SETTINGS
+
+    assert FitConfig.kind("setting") == EXPERIMENT_SETTINGS
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def helps(name):
+        return {p.name: p.help for p in commands[name].params if isinstance(p, typer.core.TyperOption)}
+
+    fit, study = helps("fit"), helps("study")
+    shared = set(fit) & set(study)
+    assert set(fit) - shared == {"frac", "dropout", "name", "resume"}  # the grid's own --fracs, --dropouts...
+    assert {"devices", "strategy", "channels_last", "init", "val_split", "precision", "threads"} <= shared
+    assert all(fit[k] == study[k] and fit[k] for k in shared)
+
+
+def test_only_the_cli_prints():
+    """No module outside cnnlab/cli imports typer or rich, or calls print."""
+    import ast
+    from pathlib import Path
+
+    import cnnlab
+
+    root = Path(cnnlab.__file__).parent
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            assert not any(n.split(".")[0] in ("typer", "rich") for n in names), path
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "print", path

@@ -130,18 +130,25 @@ def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
 
 
 _COLUMNS = [  # (key, header, format)
-    ("run", "run", "{}"), ("frac", "frac", "{}"), ("dropout", "dropout", "{}"), ("epochs", "epochs", "{}"),
-    ("seed", "seed", "{}"), ("final_val_loss", "val loss (final)", "{:.4f}"),
-    ("best_val_loss", "val loss (best)", "{:.4f}"), ("min_val_loss_epoch", "epoch of min val loss", "{}"),
-    ("final_val_acc", "val acc (final)", "{:.4f}"), ("best_val_acc", "val acc (best)", "{:.4f}"),
-    ("final_train_acc", "train acc (final)", "{:.4f}"), ("gap_acc", "gap: train - val acc", "{:+.4f}"),
+    ("run", "run", "{}"),
+    ("frac", "frac", "{}"),
+    ("dropout", "dropout", "{}"),
+    ("epochs", "epochs", "{}"),
+    ("seed", "seed", "{}"),
+    ("final_val_loss", "val loss (final)", "{:.4f}"),
+    ("best_val_loss", "val loss (best)", "{:.4f}"),
+    ("min_val_loss_epoch", "epoch of min val loss", "{}"),
+    ("final_val_acc", "val acc (final)", "{:.4f}"),
+    ("best_val_acc", "val acc (best)", "{:.4f}"),
+    ("final_train_acc", "train acc (final)", "{:.4f}"),
+    ("gap_acc", "gap: train - val acc", "{:+.4f}"),
     ("gap_loss", "gap: val - train loss", "{:+.4f}"),
     ("test_holdout_acc_best", "holdout acc (best ckpt)", "{:.4f}"),
     ("test_holdout_acc_last", "holdout acc (last epoch)", "{:.4f}"),
     ("test_official_acc_best", "official test acc (best ckpt)", "{:.4f}"),
     ("test_official_acc_last", "official test acc (last epoch)", "{:.4f}"),
     ("overfitting", "overfitting", "{}"),
-]  # fmt: skip
+]
 _AVERAGED = [k for k, _, _ in _COLUMNS if k not in ("run", "frac", "dropout", "epochs", "seed", "overfitting")]
 
 
@@ -178,13 +185,21 @@ def table_row(series: Series, rows: dict[Path, dict[str, Any]]) -> dict[str, Any
     if not series.averaged:
         return members[0] | {"run": series.label}
     first = members[0]
-    agg: dict[str, Any] = {"run": series.label, "frac": first["frac"], "dropout": first["dropout"],
-                           "epochs": first["epochs"], "seed": ", ".join(str(m["seed"]) for m in members),
-                           "settings": first["settings"], "runs": [m["run_dir"] for m in members]}  # fmt: skip
+    agg: dict[str, Any] = {
+        "run": series.label,
+        "frac": first["frac"],
+        "dropout": first["dropout"],
+        "epochs": first["epochs"],
+        "seed": ", ".join(str(m["seed"]) for m in members),
+        "settings": first["settings"],
+        "runs": [m["run_dir"] for m in members],
+    }
     for key in _AVERAGED:
         vals = [m[key] for m in members if m.get(key) is not None]
-        agg[key] = {"mean": statistics.fmean(vals) if vals else None,
-                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}  # fmt: skip
+        agg[key] = {
+            "mean": statistics.fmean(vals) if vals else None,
+            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        }
     agg["overfitting"] = sum(m["overfitting"] for m in members) > len(members) / 2
     agg["val_loss_rise_pct"] = statistics.fmean(m["val_loss_rise_pct"] for m in members)
     return agg
@@ -223,8 +238,9 @@ def compare_runs(
         files.append(plot_run_curves(run, out / f"curves_{safe}.png", log_loss=log_loss))
     table = markdown_table(table_rows, threshold)
     atomic_write_text(out / "summary.md", table)
-    atomic_write_json(out / "summary.json", {"threshold_pct": threshold, "runs": list(rows.values()),
-                                             "table": table_rows})  # fmt: skip
+    atomic_write_json(
+        out / "summary.json", {"threshold_pct": threshold, "runs": list(rows.values()), "table": table_rows}
+    )
     if tensorboard is not None:
         write_board(tensorboard, files, {"summary": table})
     return Comparison(table_rows, table, [*files, out / "summary.md", out / "summary.json"])

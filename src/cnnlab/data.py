@@ -106,14 +106,16 @@ def locate_data(data_dir: str | os.PathLike[str] | None = None, download: bool =
 
 
 @dataclass(frozen=True)
-class FashionMNIST:
+class FashionArrays:
+    """The four IDX files as tensors (not torchvision's FashionMNIST dataset)."""
+
     train_images: torch.Tensor  # (60000, 28, 28) uint8, the official training set
     train_labels: torch.Tensor  # (60000,) int64
     test_images: torch.Tensor  # (10000, 28, 28) uint8, the official test set
     test_labels: torch.Tensor  # (10000,) int64
 
 
-def load_fashion_mnist(folder: str | os.PathLike[str]) -> FashionMNIST:
+def load_fashion_mnist(folder: str | os.PathLike[str]) -> FashionArrays:
     """Read and validate the four IDX files in ``folder``."""
     folder = Path(folder)
     arrays = {}
@@ -133,7 +135,7 @@ def load_fashion_mnist(folder: str | os.PathLike[str]) -> FashionMNIST:
             raise CnnlabError(f"{ipath}: {len(images):,} images but {lpath.name} has {len(labels):,} labels")
         if len(images) == 0:
             raise CnnlabError(f"{ipath}: holds no images")
-    return FashionMNIST(
+    return FashionArrays(
         *(torch.from_numpy(arrays[k][1].copy()).to(torch.int64 if k.endswith("labels") else torch.uint8) for k in FILES)
     )
 
@@ -244,7 +246,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.data_dir, self.download = data_dir, download
         self.frac, self.val_split, self.seed, self.eval_train = frac, val_split, seed, eval_train
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.data: FashionMNIST | None = None
+        self.data: FashionArrays | None = None
         self.split: Split | None = None
 
     def prepare_data(self) -> None:

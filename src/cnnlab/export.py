@@ -66,11 +66,16 @@ def _to_onnx(net: torch.nn.Module, opset: int | None) -> onnx.ModelProto:
     net.eval()  # dropout off; the exporter traces whatever mode the module is in
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
         program = torch.onnx.export(
-            net, (torch.zeros(2, 1, 28, 28),), dynamo=True, input_names=["image"], output_names=["logits"],
+            net,
+            (torch.zeros(2, 1, 28, 28),),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["logits"],
             dynamic_shapes={"x": {0: torch.export.Dim("batch")}},  # batch axis stays dynamic
-            opset_version=opset, external_data=False,  # default True would write a side file
+            opset_version=opset,
+            external_data=False,  # default True would write a side file
             verbose=False,
-        )  # fmt: skip
+        )
     assert program is not None
     return program.model_proto
 
@@ -157,8 +162,15 @@ def quantize_int8(
     with tempfile.TemporaryDirectory() as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
         quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        quantize_static(
+            str(pre),
+            str(q),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         model = onnx.load(str(q))
     extra = {
         "quantization": "int8 static QDQ, per-channel weights",
@@ -166,7 +178,7 @@ def quantize_int8(
         "parity_images": ref.kind,
         "calibration_images": "train" if ref.kind == "holdout" else ref.kind,
     }
-    _set_metadata(model, _metadata(loaded, extra))  # fmt: skip
+    _set_metadata(model, _metadata(loaded, extra))
     blob = model.SerializeToString()
     agreement = float((ort_logits(ort_session(blob), images).argmax(1) == reference).mean())
     atomic_write_bytes(out, blob)

@@ -44,8 +44,18 @@ class SeriesStats:
         return self.figures[key]
 
 
-_FIGURES = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc", "best_val_loss",
-            "best_val_acc", "min_val_loss_epoch", "gap_acc", "gap_loss", "val_loss_rise_pct")  # fmt: skip
+_FIGURES = (
+    "final_train_loss",
+    "final_train_acc",
+    "final_val_loss",
+    "final_val_acc",
+    "best_val_loss",
+    "best_val_acc",
+    "min_val_loss_epoch",
+    "gap_acc",
+    "gap_loss",
+    "val_loss_rise_pct",
+)
 
 
 def series_stats(series: list[Series], threshold: float = OVERFIT_THRESHOLD) -> list[SeriesStats]:
@@ -67,7 +77,7 @@ def series_stats(series: list[Series], threshold: float = OVERFIT_THRESHOLD) -> 
                 first["settings"],
                 figures,
                 [r["run_dir"] for r in rows],
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -165,36 +175,80 @@ def _effect_sentence(
 
 # id: (figure, does the claim say it goes down?, {lang: (sentence if it holds, sentence if it does not)})
 _DROPOUT_CLAIMS: dict[str, tuple[str, bool, dict[str, tuple[str, str]]]] = {
-    "dropout_lowers_val_loss": ("final_val_loss", True, {
-        "en": ("dropout lowered the validation loss", "dropout did not lower the validation loss"),
-        "ja": ("検証損失は下がった", "検証損失は下がらなかった")}),
-    "dropout_raises_train_loss": ("final_train_loss", False, {
-        "en": ("dropout raised the training loss", "dropout did not raise the training loss"),
-        "ja": ("訓練損失は上がった", "訓練損失は上がらなかった")}),
-    "dropout_lowers_train_acc": ("final_train_acc", True, {
-        "en": ("dropout lowered the training accuracy", "dropout did not lower the training accuracy"),
-        "ja": ("訓練精度は下がった", "訓練精度は下がらなかった")}),
-    "dropout_raises_val_acc": ("final_val_acc", False, {
-        "en": ("dropout raised the validation accuracy", "dropout did not raise the validation accuracy"),
-        "ja": ("検証精度は上がった", "検証精度は上がらなかった")}),
-    "dropout_narrows_gap": ("gap_acc", True, {
-        "en": ("dropout narrowed the train - validation accuracy gap",
-               "dropout did not narrow the train - validation accuracy gap"),
-        "ja": ("訓練精度と検証精度の差は縮まった", "訓練精度と検証精度の差は縮まらなかった")}),
-}  # fmt: skip
+    "dropout_lowers_val_loss": (
+        "final_val_loss",
+        True,
+        {
+            "en": ("dropout lowered the validation loss", "dropout did not lower the validation loss"),
+            "ja": ("検証損失は下がった", "検証損失は下がらなかった"),
+        },
+    ),
+    "dropout_raises_train_loss": (
+        "final_train_loss",
+        False,
+        {
+            "en": ("dropout raised the training loss", "dropout did not raise the training loss"),
+            "ja": ("訓練損失は上がった", "訓練損失は上がらなかった"),
+        },
+    ),
+    "dropout_lowers_train_acc": (
+        "final_train_acc",
+        True,
+        {
+            "en": ("dropout lowered the training accuracy", "dropout did not lower the training accuracy"),
+            "ja": ("訓練精度は下がった", "訓練精度は下がらなかった"),
+        },
+    ),
+    "dropout_raises_val_acc": (
+        "final_val_acc",
+        False,
+        {
+            "en": ("dropout raised the validation accuracy", "dropout did not raise the validation accuracy"),
+            "ja": ("検証精度は上がった", "検証精度は上がらなかった"),
+        },
+    ),
+    "dropout_narrows_gap": (
+        "gap_acc",
+        True,
+        {
+            "en": (
+                "dropout narrowed the train - validation accuracy gap",
+                "dropout did not narrow the train - validation accuracy gap",
+            ),
+            "ja": ("訓練精度と検証精度の差は縮まった", "訓練精度と検証精度の差は縮まらなかった"),
+        },
+    ),
+}
 
 _DATA_CLAIMS: dict[str, tuple[str, bool, dict[str, tuple[str, str]]]] = {
-    "more_data_lowers_val_loss": ("final_val_loss", True, {
-        "en": ("more data lowered the validation loss", "more data did not lower the validation loss"),
-        "ja": ("検証損失は下がった", "検証損失は下がらなかった")}),
-    "more_data_raises_val_acc": ("final_val_acc", False, {
-        "en": ("more data raised the validation accuracy", "more data did not raise the validation accuracy"),
-        "ja": ("検証精度は上がった", "検証精度は上がらなかった")}),
-    "more_data_narrows_gap": ("gap_acc", True, {
-        "en": ("more data narrowed the train - validation accuracy gap",
-               "more data did not narrow the train - validation accuracy gap"),
-        "ja": ("訓練精度と検証精度の差は縮まった", "訓練精度と検証精度の差は縮まらなかった")}),
-}  # fmt: skip
+    "more_data_lowers_val_loss": (
+        "final_val_loss",
+        True,
+        {
+            "en": ("more data lowered the validation loss", "more data did not lower the validation loss"),
+            "ja": ("検証損失は下がった", "検証損失は下がらなかった"),
+        },
+    ),
+    "more_data_raises_val_acc": (
+        "final_val_acc",
+        False,
+        {
+            "en": ("more data raised the validation accuracy", "more data did not raise the validation accuracy"),
+            "ja": ("検証精度は上がった", "検証精度は上がらなかった"),
+        },
+    ),
+    "more_data_narrows_gap": (
+        "gap_acc",
+        True,
+        {
+            "en": (
+                "more data narrowed the train - validation accuracy gap",
+                "more data did not narrow the train - validation accuracy gap",
+            ),
+            "ja": ("訓練精度と検証精度の差は縮まった", "訓練精度と検証精度の差は縮まらなかった"),
+        },
+    ),
+}
 
 
 def _others(s: SeriesStats, *ignore: str) -> tuple[tuple[str, Any], ...]:
@@ -231,8 +285,13 @@ def overfitting(s: SeriesStats, threshold: float) -> Finding:
             f"{s.label}：最終エポックの検証損失 {final} は最小値 {best}（エポック {epoch_ja}）から {rise:+.0f}% に"
             f"とどまり、しきい値 {threshold:g}% 以内のため、この基準では過学習とは言えない。"
         )
-    figures = {"min_val_loss_epoch": asdict(s["min_val_loss_epoch"]), "best_val_loss": asdict(s["best_val_loss"]),
-               "final_val_loss": asdict(s["final_val_loss"]), "rise_pct": rise, "threshold_pct": threshold}  # fmt: skip
+    figures = {
+        "min_val_loss_epoch": asdict(s["min_val_loss_epoch"]),
+        "best_val_loss": asdict(s["best_val_loss"]),
+        "final_val_loss": asdict(s["final_val_loss"]),
+        "rise_pct": rise,
+        "threshold_pct": threshold,
+    }
     return Finding("overfitting", holds, {"series": s.label}, figures, {"en": en, "ja": ja}, series=[s.label])
 
 
@@ -271,14 +330,24 @@ def compute_findings(stats: list[SeriesStats], threshold: float = OVERFIT_THRESH
     return findings
 
 
-def _claims(claims: dict[str, Any], base: SeriesStats, other: SeriesStats, scope: dict[str, Any],
-            ctx: dict[str, Any]) -> list[Finding]:  # fmt: skip
+def _claims(
+    claims: dict[str, Any], base: SeriesStats, other: SeriesStats, scope: dict[str, Any], ctx: dict[str, Any]
+) -> list[Finding]:
     out = []
     for fid, (key, lower, texts) in claims.items():
         effect = _Effect(base[key], other[key], lower)
         sentence = _effect_sentence(effect, key, texts, ctx)
-        out.append(Finding(fid, effect.holds, scope | {"figure": key}, effect.figures(), sentence,
-                           effect.distinguishable, [base.label, other.label]))  # fmt: skip
+        out.append(
+            Finding(
+                fid,
+                effect.holds,
+                scope | {"figure": key},
+                effect.figures(),
+                sentence,
+                effect.distinguishable,
+                [base.label, other.label],
+            )
+        )
     return out
 
 

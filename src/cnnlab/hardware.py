@@ -90,8 +90,12 @@ def set_threads(threads: int | None) -> int:
 
 def describe(device: torch.device) -> dict[str, Any]:
     """What a run trained on, for run.json and the report."""
-    info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "device": device.type}  # fmt: skip
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device.type,
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -93,11 +93,11 @@ def _parse(f: BinaryIO, name: str, ndim: int | None) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
-def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None) -> None:
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file (gzip when the name ends in ``.gz``); used for synthetic data."""
     path = Path(path)
     arr = np.ascontiguousarray(array, dtype=np.uint8)
     blob = struct.pack(">HBB", 0, UBYTE, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
-    if compress if compress is not None else path.suffix == ".gz":
+    if path.suffix == ".gz":
         blob = gzip.compress(blob, mtime=0)
     path.write_bytes(blob)

@@ -110,8 +110,18 @@ def _worker(task: Task, events: Any) -> None:
         from .training import fit
 
         def observer(row: dict[str, float], seconds: float) -> None:
-            events.put(Event("epoch", task.index, name, int(row["epoch"]), cfg.epochs, row.get("val_loss"),
-                             row.get("val_acc"), seconds))  # fmt: skip
+            events.put(
+                Event(
+                    "epoch",
+                    task.index,
+                    name,
+                    int(row["epoch"]),
+                    cfg.epochs,
+                    row.get("val_loss"),
+                    row.get("val_acc"),
+                    seconds,
+                )
+            )
 
         try:
             result = fit(cfg, resume_dir=task.resume_dir, observer=observer)

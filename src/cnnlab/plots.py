@@ -42,8 +42,15 @@ def confusion_figure(cm: Any, title: str) -> Any:
     for i in range(10):
         for j in range(10):
             if m[i, j]:
-                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > m.max() / 2 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[i, j] > m.max() / 2 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
     return fig
@@ -52,20 +59,49 @@ def confusion_figure(cm: Any, title: str) -> Any:
 _PANELS = ("train_loss", "val_loss", "train_acc", "val_acc")
 # Curve labels per language; Japanese only where a CJK font is installed (see cjk_font), never tofu boxes.
 TEXT = {
-    "en": {"train_loss": "train loss", "val_loss": "validation loss", "train_acc": "train accuracy",
-           "val_acc": "validation accuracy", "epoch": "epoch", "loss": "cross-entropy loss", "accuracy": "accuracy",
-           "log": " (log scale)", "train": "train", "validation": "validation", "train_off": "train (dropout off)",
-           "min": "min validation loss", "note": "train: running mean over each epoch, dropout active",
-           "dashed": "; dashed: dropout off", "bands": "; seeds averaged: mean, band min-max",
-           "title": "learning curves", "min_at": "minimum validation loss at epoch", "dropout": "dropout",
-           "seed": "seed"},
-    "ja": {"train_loss": "訓練損失", "val_loss": "検証損失", "train_acc": "訓練精度", "val_acc": "検証精度",
-           "epoch": "エポック", "loss": "交差エントロピー損失", "accuracy": "精度", "log": "（対数軸）",
-           "train": "訓練", "validation": "検証", "train_off": "訓練（ドロップアウトなし）", "min": "検証損失の最小点",
-           "note": "訓練：エポック内の平均、ドロップアウト有効", "dashed": "、破線：ドロップアウトなし",
-           "bands": "、シード平均（帯は最小〜最大）", "title": "学習曲線", "min_at": "検証損失の最小はエポック",
-           "dropout": "ドロップアウト", "seed": "シード"},
-}  # fmt: skip
+    "en": {
+        "train_loss": "train loss",
+        "val_loss": "validation loss",
+        "train_acc": "train accuracy",
+        "val_acc": "validation accuracy",
+        "epoch": "epoch",
+        "loss": "cross-entropy loss",
+        "accuracy": "accuracy",
+        "log": " (log scale)",
+        "train": "train",
+        "validation": "validation",
+        "train_off": "train (dropout off)",
+        "min": "min validation loss",
+        "note": "train: running mean over each epoch, dropout active",
+        "dashed": "; dashed: dropout off",
+        "bands": "; seeds averaged: mean, band min-max",
+        "title": "learning curves",
+        "min_at": "minimum validation loss at epoch",
+        "dropout": "dropout",
+        "seed": "seed",
+    },
+    "ja": {
+        "train_loss": "訓練損失",
+        "val_loss": "検証損失",
+        "train_acc": "訓練精度",
+        "val_acc": "検証精度",
+        "epoch": "エポック",
+        "loss": "交差エントロピー損失",
+        "accuracy": "精度",
+        "log": "（対数軸）",
+        "train": "訓練",
+        "validation": "検証",
+        "train_off": "訓練（ドロップアウトなし）",
+        "min": "検証損失の最小点",
+        "note": "訓練：エポック内の平均、ドロップアウト有効",
+        "dashed": "、破線：ドロップアウトなし",
+        "bands": "、シード平均（帯は最小〜最大）",
+        "title": "学習曲線",
+        "min_at": "検証損失の最小はエポック",
+        "dropout": "ドロップアウト",
+        "seed": "シード",
+    },
+}
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
 
 
@@ -128,8 +164,7 @@ def plot_runs(series: list[Any], path: str | os.PathLike[str], log_loss: bool = 
         dashed = any("train_eval_loss" in r for run in runs for r in run.history)
         note = t["note"] + (t["dashed"] if dashed else "") + (t["bands"] if bands else "")
         fig.suptitle(f"{t['title']} ({note})", fontsize=10)
-        fig.legend(loc="lower center", ncol=min(2, len(series)), fontsize=9,
-                   bbox_to_anchor=(0.5, -0.02 * len(series)))  # fmt: skip
+        fig.legend(loc="lower center", ncol=min(2, len(series)), fontsize=9, bbox_to_anchor=(0.5, -0.02 * len(series)))
         fig.tight_layout(rect=(0, 0.04, 1, 0.97))
         return save_figure(fig, path)
 
@@ -143,8 +178,13 @@ def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = Fal
             ax.plot(epochs, [r[f"train_{metric}"] for r in run.history], label=t["train"], color="tab:blue")
             ax.plot(epochs, [r[f"val_{metric}"] for r in run.history], label=t["validation"], color="tab:orange")
             if all(f"train_eval_{metric}" in r for r in run.history):
-                ax.plot(epochs, [r[f"train_eval_{metric}"] for r in run.history], label=t["train_off"],
-                        color="tab:blue", linestyle="--")  # fmt: skip
+                ax.plot(
+                    epochs,
+                    [r[f"train_eval_{metric}"] for r in run.history],
+                    label=t["train_off"],
+                    color="tab:blue",
+                    linestyle="--",
+                )
             ax.set_xlabel(t["epoch"])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)

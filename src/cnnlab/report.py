@@ -74,8 +74,19 @@ T: dict[str, dict[str, Any]] = {
         "data": "Data: Fashion-MNIST. A fixed seeded permutation takes 50,000 of the 60,000 training images as the "
         "pool and 10,000 as a held-out test set (holdout); the official 10,000 test images are a second test set. "
         "A run uses a fraction of the pool, of which the last 10% is the validation set (Keras' validation_split).",
-        "setup_head": ["experiment", "train / val", "holdout / official", "epochs", "dropout", "seeds", "optimizer",
-                       "lr", "batch", "precision", "training time per run"],
+        "setup_head": [
+            "experiment",
+            "train / val",
+            "holdout / official",
+            "epochs",
+            "dropout",
+            "seeds",
+            "optimizer",
+            "lr",
+            "batch",
+            "precision",
+            "training time per run",
+        ],
         "machine": "Trained on: {hw}. Software: {versions}.",
         "not_recorded": "not recorded by these runs",
         "curves": "2. Learning curves",
@@ -84,9 +95,18 @@ T: dict[str, dict[str, Any]] = {
         "curves_one": "{label}: training against validation.",
         "fig_all": "Learning curves of all experiments on shared axes.",
         "results": "3. Results",
-        "results_head": ["experiment", "train loss", "train acc", "val loss", "val acc", "min val loss (epoch)",
-                         "val loss rise after min", "gap: train - val acc", "holdout acc (best ckpt)",
-                         "holdout acc (last epoch)"],
+        "results_head": [
+            "experiment",
+            "train loss",
+            "train acc",
+            "val loss",
+            "val acc",
+            "min val loss (epoch)",
+            "val loss rise after min",
+            "gap: train - val acc",
+            "holdout acc (best ckpt)",
+            "holdout acc (last epoch)",
+        ],
         "results_note": "Last-epoch figures. Train loss and accuracy are running means over the epoch with dropout "
         "active, as Keras reports them. With several seeds: mean ± standard deviation. The best checkpoint is the "
         "epoch of lowest validation loss.",
@@ -146,8 +166,19 @@ T: dict[str, dict[str, Any]] = {
         "data": "データ：Fashion-MNIST。訓練画像 60,000 枚を固定のシードで並べ替え、50,000 枚を学習用プール、"
         "10,000 枚をテスト用（holdout）とした。公式のテスト画像 10,000 枚（official）も別のテストセットとして使う。"
         "各実験ではプールの一部を使い、その末尾 10% を検証データとした（Keras の validation_split と同じ）。",
-        "setup_head": ["実験", "訓練 / 検証", "holdout / official", "エポック数", "ドロップアウト", "シード",
-                       "最適化手法", "学習率", "バッチサイズ", "演算精度", "1 本あたりの学習時間"],
+        "setup_head": [
+            "実験",
+            "訓練 / 検証",
+            "holdout / official",
+            "エポック数",
+            "ドロップアウト",
+            "シード",
+            "最適化手法",
+            "学習率",
+            "バッチサイズ",
+            "演算精度",
+            "1 本あたりの学習時間",
+        ],
         "machine": "計算環境：{hw}。ソフトウェア：{versions}。",
         "not_recorded": "この実験では記録されていない",
         "curves": "2. 学習曲線",
@@ -156,9 +187,18 @@ T: dict[str, dict[str, Any]] = {
         "curves_one": "{label}：訓練と検証の比較。",
         "fig_all": "全実験の学習曲線（共通の軸）。",
         "results": "3. 結果",
-        "results_head": ["実験", "訓練損失", "訓練精度", "検証損失", "検証精度", "検証損失の最小値（エポック）",
-                         "最小値からの上昇", "精度の差（訓練 − 検証）", "holdout 精度（最良）",
-                         "holdout 精度（最終）"],
+        "results_head": [
+            "実験",
+            "訓練損失",
+            "訓練精度",
+            "検証損失",
+            "検証精度",
+            "検証損失の最小値（エポック）",
+            "最小値からの上昇",
+            "精度の差（訓練 − 検証）",
+            "holdout 精度（最良）",
+            "holdout 精度（最終）",
+        ],
         "results_note": "値は最終エポックのもの。訓練損失と訓練精度は Keras と同様、ドロップアウトを有効にしたまま"
         "エポック内で平均した値である。複数シードの場合は平均 ± 標準偏差。「最良」は検証損失が最小となった"
         "エポックのチェックポイントを指す。",
@@ -208,42 +248,82 @@ T: dict[str, dict[str, Any]] = {
         "runs": "付録：使用した実験",
         "none": "なし",
     },
-}  # fmt: skip
+}
 
 # The exercise author's conclusions (EXERCISE_RESULTS.md), each tied to the finding or figure that tests it.
 CLAIMS: list[dict[str, Any]] = [
-    {"id": "a_train_acc_near_100", "experiment": "a",
-     "en": "(a) Training accuracy reaches almost 100% (Keras 0.9992).",
-     "ja": "(a) 訓練精度はほぼ 100% に達する（Keras では 0.9992）。"},
-    {"id": "a_overfits", "experiment": "a", "finding": "overfitting",
-     "en": "(a) The model overfits: the validation loss grows after an early minimum.",
-     "ja": "(a) 過学習する：検証損失は早い段階で最小になった後、増加する。"},
-    {"id": "b_lowers_train_acc", "finding": "dropout_lowers_train_acc", "frac": 0.2,
-     "en": "(b) Dropout lowers the training accuracy.", "ja": "(b) ドロップアウトで訓練精度は下がる。"},
-    {"id": "b_raises_train_loss", "finding": "dropout_raises_train_loss", "frac": 0.2,
-     "en": "(b) Dropout raises the training loss.", "ja": "(b) ドロップアウトで訓練損失は上がる。"},
-    {"id": "b_lowers_val_loss", "finding": "dropout_lowers_val_loss", "frac": 0.2,
-     "en": "(b) Dropout lowers the validation loss.", "ja": "(b) ドロップアウトで検証損失は下がる。"},
-    {"id": "b_raises_val_acc", "finding": "dropout_raises_val_acc", "frac": 0.2,
-     "en": "(b) Dropout raises the validation accuracy (the author's claim; the exercise's own table shows "
-           "0.8650 -> 0.8580).",
-     "ja": "(b) ドロップアウトで検証精度は上がる（著者の主張。ただし課題自身の表では "
-           "0.8650 → 0.8580 と下がっている）。"},
-    {"id": "b_narrows_gap", "finding": "dropout_narrows_gap", "frac": 0.2,
-     "en": "(b) With dropout, training and validation figures move closer.",
-     "ja": "(b) ドロップアウトにより、訓練と検証の値が近づく。"},
-    {"id": "c_lowers_val_loss", "finding": "more_data_lowers_val_loss", "dropout": 0.0,
-     "en": "(c) Without dropout, 100% of the data gives a lower validation loss than 20%.",
-     "ja": "(c) ドロップアウトなしでは、データを 100% にすると 20% より検証損失が下がる。"},
-    {"id": "c_val_acc_close", "experiment": "c",
-     "en": "(c) Without dropout, 100% of the data gives a validation accuracy close to 20%'s (within 3 points; "
-           "Keras: +2.6): 20% already captures most of what there is to learn.",
-     "ja": "(c) ドロップアウトなしでは、データを 100% にしても検証精度は 20% の場合とあまり変わらない"
-           "（差が 3 ポイント以内。Keras では +2.6）。つまり 20% のデータで学べることの大半は学べている。"},
-    {"id": "c_best_above_90", "experiment": "c_dropout",
-     "en": "(c) 100% of the data with dropout is the best model, above 90% validation accuracy.",
-     "ja": "(c) データ 100% とドロップアウトの組み合わせが最良のモデルで、検証精度は 90% を超える。"},
-]  # fmt: skip
+    {
+        "id": "a_train_acc_near_100",
+        "experiment": "a",
+        "en": "(a) Training accuracy reaches almost 100% (Keras 0.9992).",
+        "ja": "(a) 訓練精度はほぼ 100% に達する（Keras では 0.9992）。",
+    },
+    {
+        "id": "a_overfits",
+        "experiment": "a",
+        "finding": "overfitting",
+        "en": "(a) The model overfits: the validation loss grows after an early minimum.",
+        "ja": "(a) 過学習する：検証損失は早い段階で最小になった後、増加する。",
+    },
+    {
+        "id": "b_lowers_train_acc",
+        "finding": "dropout_lowers_train_acc",
+        "frac": 0.2,
+        "en": "(b) Dropout lowers the training accuracy.",
+        "ja": "(b) ドロップアウトで訓練精度は下がる。",
+    },
+    {
+        "id": "b_raises_train_loss",
+        "finding": "dropout_raises_train_loss",
+        "frac": 0.2,
+        "en": "(b) Dropout raises the training loss.",
+        "ja": "(b) ドロップアウトで訓練損失は上がる。",
+    },
+    {
+        "id": "b_lowers_val_loss",
+        "finding": "dropout_lowers_val_loss",
+        "frac": 0.2,
+        "en": "(b) Dropout lowers the validation loss.",
+        "ja": "(b) ドロップアウトで検証損失は下がる。",
+    },
+    {
+        "id": "b_raises_val_acc",
+        "finding": "dropout_raises_val_acc",
+        "frac": 0.2,
+        "en": "(b) Dropout raises the validation accuracy (the author's claim; the exercise's own table shows "
+        "0.8650 -> 0.8580).",
+        "ja": "(b) ドロップアウトで検証精度は上がる（著者の主張。ただし課題自身の表では "
+        "0.8650 → 0.8580 と下がっている）。",
+    },
+    {
+        "id": "b_narrows_gap",
+        "finding": "dropout_narrows_gap",
+        "frac": 0.2,
+        "en": "(b) With dropout, training and validation figures move closer.",
+        "ja": "(b) ドロップアウトにより、訓練と検証の値が近づく。",
+    },
+    {
+        "id": "c_lowers_val_loss",
+        "finding": "more_data_lowers_val_loss",
+        "dropout": 0.0,
+        "en": "(c) Without dropout, 100% of the data gives a lower validation loss than 20%.",
+        "ja": "(c) ドロップアウトなしでは、データを 100% にすると 20% より検証損失が下がる。",
+    },
+    {
+        "id": "c_val_acc_close",
+        "experiment": "c",
+        "en": "(c) Without dropout, 100% of the data gives a validation accuracy close to 20%'s (within 3 points; "
+        "Keras: +2.6): 20% already captures most of what there is to learn.",
+        "ja": "(c) ドロップアウトなしでは、データを 100% にしても検証精度は 20% の場合とあまり変わらない"
+        "（差が 3 ポイント以内。Keras では +2.6）。つまり 20% のデータで学べることの大半は学べている。",
+    },
+    {
+        "id": "c_best_above_90",
+        "experiment": "c_dropout",
+        "en": "(c) 100% of the data with dropout is the best model, above 90% validation accuracy.",
+        "ja": "(c) データ 100% とドロップアウトの組み合わせが最良のモデルで、検証精度は 90% を超える。",
+    },
+]
 
 
 # --- the report ----------------------------------------------------------------------------------------------
@@ -257,10 +337,17 @@ class ReportResult:
     claims: list[dict[str, Any]] = field(default_factory=list)
 
 
-_JA_LABEL = [(r" \(mean of \d+ seeds: ([\d, ]+)\)", r"（シード \1 の平均）"), (r", dropout ", "、ドロップアウト "),
-             (r", epochs ", "、エポック数 "), (r", optimizer ", "、最適化手法 "), (r", lr ", "、学習率 "),
-             (r", batch_size ", "、バッチサイズ "), (r", init ", "、初期化 "), (r", val_split ", "、検証の割合 "),
-             (r" \((\w[^()]*)\)$", r"（\1）")]  # fmt: skip
+_JA_LABEL = [
+    (r" \(mean of \d+ seeds: ([\d, ]+)\)", r"（シード \1 の平均）"),
+    (r", dropout ", "、ドロップアウト "),
+    (r", epochs ", "、エポック数 "),
+    (r", optimizer ", "、最適化手法 "),
+    (r", lr ", "、学習率 "),
+    (r", batch_size ", "、バッチサイズ "),
+    (r", init ", "、初期化 "),
+    (r", val_split ", "、検証の割合 "),
+    (r" \((\w[^()]*)\)$", r"（\1）"),
+]
 
 
 def ja_label(label: str) -> str:
@@ -340,8 +427,13 @@ def write_report(
     md = render_markdown(blocks)
     atomic_write_text(out / "REPORT.md", md)
     atomic_write_text(out / "report.html", render_html(blocks, out, lang, t["title"]))
-    payload = {"lang": lang, "threshold_pct": threshold, "findings": [f.to_dict(lang) for f in findings],
-               "claims": claims, "series": [s.label for s in series]}  # fmt: skip
+    payload = {
+        "lang": lang,
+        "threshold_pct": threshold,
+        "findings": [f.to_dict(lang) for f in findings],
+        "claims": claims,
+        "series": [s.label for s in series],
+    }
     atomic_write_json(out / "findings.json", payload)
     files = [out / "REPORT.md", out / "report.html", out / "findings.json", *figures]
     if tensorboard is not None:
@@ -373,13 +465,21 @@ def _setup(series: list[Series], t: dict[str, Any]) -> list[Block]:
         split = info.get("split", {})
         seconds = [sum(r.info.get("epoch_seconds", [])) for r in s.runs]
         mean_s = sum(seconds) / len(seconds)
-        rows.append([
-            s.label, f"{split.get('train', '?'):,} / {split.get('val', '?'):,}",
-            f"{split.get('holdout', '?'):,} / {split.get('official', '?'):,}", str(s.runs[0].setting("epochs")),
-            f"{s.runs[0].setting('dropout')}", ", ".join(str(r.setting("seed")) for r in s.runs),
-            str(s.runs[0].setting("optimizer")), f"{s.runs[0].setting('lr'):g}", str(s.runs[0].setting("batch_size")),
-            str(cfg.get("precision", "32-true")), _duration(mean_s),
-        ])  # fmt: skip
+        rows.append(
+            [
+                s.label,
+                f"{split.get('train', '?'):,} / {split.get('val', '?'):,}",
+                f"{split.get('holdout', '?'):,} / {split.get('official', '?'):,}",
+                str(s.runs[0].setting("epochs")),
+                f"{s.runs[0].setting('dropout')}",
+                ", ".join(str(r.setting("seed")) for r in s.runs),
+                str(s.runs[0].setting("optimizer")),
+                f"{s.runs[0].setting('lr'):g}",
+                str(s.runs[0].setting("batch_size")),
+                str(cfg.get("precision", "32-true")),
+                _duration(mean_s),
+            ]
+        )
     info = series[0].runs[0].info
     hw = info.get("hardware")
     hw_text = (
@@ -403,11 +503,20 @@ def _results(series: list[Series], stats: list[SeriesStats], t: dict[str, Any]) 
     rows = []
     for s in stats:
         tests = _tests(runs_of[s.label])
-        rows.append([
-            s.label, _fmt(s["final_train_loss"]), _fmt(s["final_train_acc"]), _fmt(s["final_val_loss"]),
-            _fmt(s["final_val_acc"]), f"{_fmt(s['best_val_loss'])} ({_epoch(s['min_val_loss_epoch'])})",
-            f"{s['val_loss_rise_pct'].mean:+.0f}%", _fmt(s["gap_acc"]), tests["best"], tests["last"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                s.label,
+                _fmt(s["final_train_loss"]),
+                _fmt(s["final_train_acc"]),
+                _fmt(s["final_val_loss"]),
+                _fmt(s["final_val_acc"]),
+                f"{_fmt(s['best_val_loss'])} ({_epoch(s['min_val_loss_epoch'])})",
+                f"{s['val_loss_rise_pct'].mean:+.0f}%",
+                _fmt(s["gap_acc"]),
+                tests["best"],
+                tests["last"],
+            ]
+        )
     return [("h", 2, t["results"]), ("table", t["results_head"], rows), ("p", t["results_note"])]
 
 
@@ -448,8 +557,16 @@ def judge_claims(stats: list[SeriesStats], findings: list[Finding], lang: str) -
         verdict, because = None, ""
         if "finding" in claim and claim["finding"] != "overfitting":
             scope_key = "frac" if "frac" in claim else "dropout"
-            f = next((f for f in findings if f.id == claim["finding"] and f.scope.get(scope_key) == claim[scope_key]
-                      and (scope_key != "frac" or f.scope.get("dropout", [0])[0] == 0.0)), None)  # fmt: skip
+            f = next(
+                (
+                    f
+                    for f in findings
+                    if f.id == claim["finding"]
+                    and f.scope.get(scope_key) == claim[scope_key]
+                    and (scope_key != "frac" or f.scope.get("dropout", [0])[0] == 0.0)
+                ),
+                None,
+            )
             if f:
                 verdict, because = (None if f.distinguishable is False else f.holds), f.sentence[lang]
                 if f.distinguishable is False:
@@ -460,9 +577,14 @@ def judge_claims(stats: list[SeriesStats], findings: list[Finding], lang: str) -
             s = _match(stats, e["frac"], e["dropout"], e["epochs"])
             if s is not None:
                 verdict, because = _experiment_claim(claim["id"], s, stats, findings, lang)
-        out.append({"id": claim["id"], "claim": claim[lang],
-                    "verdict": "untested" if verdict is None else "confirmed" if verdict else "contradicted",
-                    "because": because})  # fmt: skip
+        out.append(
+            {
+                "id": claim["id"],
+                "claim": claim[lang],
+                "verdict": "untested" if verdict is None else "confirmed" if verdict else "contradicted",
+                "because": because,
+            }
+        )
     return out
 
 
@@ -534,8 +656,10 @@ def _long_runs(stats: list[SeriesStats], runs: list[Run], t: dict[str, Any]) -> 
             items.append(t["long_nonfinite"].format(label=r.label, epoch=r.info["nonfinite_epoch"]))
         elif int(epochs) >= 400:
             last = r.history[-1]
-            items.append(t["long_run"].format(label=r.label, epochs=epochs) + f" train acc {last['train_acc']:.4f}, "
-                         f"val loss {last['val_loss']:.4f}, val acc {last['val_acc']:.4f}")  # fmt: skip
+            items.append(
+                t["long_run"].format(label=r.label, epochs=epochs) + f" train acc {last['train_acc']:.4f}, "
+                f"val loss {last['val_loss']:.4f}, val acc {last['val_acc']:.4f}"
+            )
     e = next(e for e in reference()["experiments"] if e["id"] == "a_very_long")
     cap = -math.log(reference()["clip_epsilon"])
     wrong = 1 - e["acc"]
@@ -556,11 +680,22 @@ def _keras3(path: Path, t: dict[str, Any], out: Path, lang: str, figures: list[P
     for name, rows_ in curves.items():
         best = min(range(len(rows_)), key=lambda i: rows_[i]["val_loss"])
         last = rows_[-1]
-        rows.append([name, f"{last['train_acc']:.4f}", f"{last['val_loss']:.4f}",
-                     f"{rows_[best]['val_loss']:.4f} ({best + 1})", f"{last['val_acc']:.4f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{last['train_acc']:.4f}",
+                f"{last['val_loss']:.4f}",
+                f"{rows_[best]['val_loss']:.4f} ({best + 1})",
+                f"{last['val_acc']:.4f}",
+            ]
+        )
     figures.append(plot_curve_sets(curves, out / "keras3_vs_cnnlab.png", lang=lang))
-    return [("h", 2, t["keras3"]), ("p", t["keras3_intro"]), ("table", t["keras3_head"], rows),
-            ("fig", "keras3_vs_cnnlab.png", t["keras3"])]  # fmt: skip
+    return [
+        ("h", 2, t["keras3"]),
+        ("p", t["keras3_intro"]),
+        ("table", t["keras3_head"], rows),
+        ("fig", "keras3_vs_cnnlab.png", t["keras3"]),
+    ]
 
 
 def _filters(folder: Path, t: dict[str, Any], out: Path, figures: list[Path]) -> list[Block]:
@@ -675,8 +810,10 @@ def render_html(blocks: list[Block], folder: Path, lang: str, title: str) -> str
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "fig":
             data = base64.b64encode((folder / b[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{_inline(b[2])}</figcaption></figure>")  # fmt: skip
+            body.append(
+                f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline(b[2])}</figcaption></figure>"
+            )
     return (
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{html.escape(title)}</title>\n'

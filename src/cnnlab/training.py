@@ -335,17 +335,49 @@ def fit(
     recorder = RunRecorder()
     recorder.observer = observer
     trainer = _trainer(cfg, recorder, precision.used)
+    run_dir = _open_run_folder(cfg, trainer, recorder, run_dir, dm, model, precision)
+    status = _train(cfg, trainer, recorder, model, dm)
+    result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
+    if not trainer.is_global_zero or recorder.board is None:
+        result.reporter = False
+        return result
+    measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
+    result.test = measured.test
+    clean_stray_temp(run_dir)
+    recorder.write_info(status="finished", test=result.test)
+    recorder.start_board()  # a resume with no epoch left to train never started it
+    with contextlib.closing(recorder.board):
+        recorder.board.finish(len(recorder.history), result.test, summary_text(recorder.info), _board_figures(measured))
+    return result
+
+
+def _open_run_folder(
+    cfg: FitConfig,
+    trainer: L.Trainer,
+    recorder: RunRecorder,
+    run_dir: Path | None,
+    dm: FashionMNISTDataModule,
+    model: FashionClassifier,
+    precision: Precision,
+) -> Path:
+    """The run's folder (a new version, or the resumed one), its run.json and its TensorBoard writer (rank 0)."""
     if run_dir is None:
         run_dir = create_version(Path(cfg.logdir), cfg.run_name)
     elif trainer.is_global_zero:
         clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
     info = _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device, precision)
-    board = None
-    if trainer.is_global_zero:
-        board = RunBoard(run_dir, {**info["config"], "precision": precision.used})
+    board = RunBoard(run_dir, {**info["config"], "precision": precision.used}) if trainer.is_global_zero else None
     recorder.start(run_dir, info, board)
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
+    return run_dir
+
+
+def _train(
+    cfg: FitConfig, trainer: L.Trainer, recorder: RunRecorder, model: FashionClassifier, dm: FashionMNISTDataModule
+) -> str:
+    """Lightning's fit, with Ctrl-C stopping at the epoch boundary; any other ending is recorded in run.json."""
+    run_dir = recorder.run_dir
     os.environ[_RUN_DIR_ENV] = str(run_dir)
     status = "failed"  # until fit returns: a crash of any kind is recorded as one
     try:
@@ -369,20 +401,9 @@ def fit(
         os.environ.pop(_RUN_DIR_ENV, None)
         if trainer.is_global_zero and status != "finished":
             recorder.write_info(status=status)
-            if board is not None:
-                board.close()
-    result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
-    if not trainer.is_global_zero or board is None:
-        result.reporter = False
-        return result
-    measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
-    result.test = measured.test
-    clean_stray_temp(run_dir)
-    recorder.write_info(status="finished", test=result.test)
-    recorder.start_board()  # a resume with no epoch left to train never started it
-    with contextlib.closing(board):
-        board.finish(len(recorder.history), result.test, summary_text(recorder.info), _board_figures(measured))
-    return result
+            if recorder.board is not None:
+                recorder.board.close()
+    return status
 
 
 def _board_figures(measured: TestMeasurement) -> dict[str, Any]:

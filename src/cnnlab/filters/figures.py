@@ -92,9 +92,14 @@ def plot_overview(
 
 
 def plot_tuning(
-    xs: np.ndarray, resp: np.ndarray, path: str | os.PathLike[str], xlabel: str, title: str,
-    info: list[dict[str, Any]], hue_axis: bool = False,
-) -> Path:  # fmt: skip
+    xs: np.ndarray,
+    resp: np.ndarray,
+    path: str | os.PathLike[str],
+    xlabel: str,
+    title: str,
+    info: list[dict[str, Any]],
+    hue_axis: bool = False,
+) -> Path:
     """Small multiples: one panel per filter, mean activation against the probe parameter."""
     fig, axes = plt.subplots(4, 8, figsize=(16, 8), sharex=True)
     top = float(resp.max()) or 1.0

@@ -49,8 +49,16 @@ def _inception_model(init_weights: bool) -> nn.Module:
 
 def _inception_stem(model: Any, title: str, random: bool) -> Stem:
     block = model.Conv2d_1a_3x3
-    return Stem(title, random, model, block.conv, block, 299,
-                run_stem=lambda x: block(model._transform_input(x)), run_full=model)  # fmt: skip
+    return Stem(
+        title,
+        random,
+        model,
+        block.conv,
+        block,
+        299,
+        run_stem=lambda x: block(model._transform_input(x)),
+        run_full=model,
+    )
 
 
 def imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -139,8 +147,16 @@ def load_checkpoint_stem(source: str) -> Stem:
     loaded = load_network(source)
     net = loaded.net
     conv, relu = net.layers[0], net.layers[1]
-    return Stem(f"cnnlab {loaded.name} first conv layer", False, net, conv, relu, 28,
-                run_stem=lambda x: relu(conv(x)), run_full=net)  # fmt: skip
+    return Stem(
+        f"cnnlab {loaded.name} first conv layer",
+        False,
+        net,
+        conv,
+        relu,
+        28,
+        run_stem=lambda x: relu(conv(x)),
+        run_full=net,
+    )
 
 
 def capture(stem: Stem, x: torch.Tensor, full: bool = False) -> dict[str, torch.Tensor]:
