@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,18 @@ def trained(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     cfg = FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path_factory.mktemp("shared_tb")), frac=0.5, epochs=3,
                     dropout=0.5, lr=1e-3, eval_train=True, progress=False)  # fmt: skip
     return fit(cfg)
+
+
+def _wait_for(predicate, timeout=900.0):  # generous: a loaded CI machine can be many times slower
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def wait_for():
+    """wait_for(predicate, timeout=900): poll an observable state, never a fixed sleep."""
+    return _wait_for

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -76,29 +75,20 @@ def test_jobs_2_trains_the_same_runs_as_jobs_1(synth_dir, tmp_path):
             assert all(abs(a[k] - b[k]) <= 1e-6 for k in a), (name, a, b)
 
 
-def _wait_for(predicate, timeout=900.0):  # generous: a loaded CI machine can be many times slower
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def _epochs(run):
     history = run / "history.csv"
     return len(history.read_text().splitlines()) - 1 if history.exists() else 0
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_job_and_leaves_every_run_resumable(synth_dir, tmp_path):
+def test_ctrl_c_stops_every_job_and_leaves_every_run_resumable(synth_dir, tmp_path, wait_for):
     logdir = tmp_path / "tb"
     args = [sys.executable, "-m", "cnnlab", "study", "--jobs", "2", "--epochs", "400", "--fracs", "0.3",
             "--dropouts", "0,0.5", "--data-dir", str(synth_dir), "--logdir", str(logdir), "--out", str(tmp_path / "s"),
             "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     runs = [logdir / f"frac0.3_drop{d}_e400" / "version_0" for d in ("0.0", "0.5")]
-    _wait_for(lambda: all(_epochs(run) >= 2 for run in runs) or proc.poll() is not None)
+    wait_for(lambda: all(_epochs(run) >= 2 for run in runs) or proc.poll() is not None)
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: to the whole foreground group
     out, err = proc.communicate(timeout=900)

@@ -266,15 +266,6 @@ def _check_readable(logdir):
     assert not list(logdir.rglob("*.tmp")) or all(p.name.startswith(".") for p in logdir.rglob("*.tmp"))
 
 
-def _wait_for(predicate, timeout=900.0):  # generous: a loaded CI machine can be many times slower
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _epochs_committed(logdir, name):
     from cnnlab.runs import read_history
 
@@ -283,7 +274,7 @@ def _epochs_committed(logdir, name):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_corrupts_and_resume_continues(synth_dir, tmp_path):
+def test_sigkill_at_random_moments_never_corrupts_and_resume_continues(synth_dir, tmp_path, wait_for):
     # Kill moments are tied to observable progress (a new epoch committed), never to the machine's speed: after each
     # commit a random pause of up to half a second lands the kill anywhere in the next epoch, its writes included.
     from cnnlab.runs import read_history
@@ -297,7 +288,7 @@ def test_sigkill_at_random_moments_never_corrupts_and_resume_continues(synth_dir
         before = _epochs_committed(logdir, "k")
         proc = subprocess.Popen(args + (["--resume"] if resume else []), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        _wait_for(lambda b=before, p=proc: _epochs_committed(logdir, "k") > b or p.poll() is not None, timeout=600)
+        wait_for(lambda b=before, p=proc: _epochs_committed(logdir, "k") > b or p.poll() is not None, timeout=600)
         time.sleep(rng.uniform(0.0, 0.5))
         proc.kill()
         proc.wait()
@@ -312,13 +303,13 @@ def test_sigkill_at_random_moments_never_corrupts_and_resume_continues(synth_dir
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_with_the_last_checkpoint(synth_dir, tmp_path):
+def test_ctrl_c_stops_cleanly_with_the_last_checkpoint(synth_dir, tmp_path, wait_for):
     logdir = tmp_path / "tb"
     run = logdir / "c" / "version_0"
     args = [*PY, "fit", "--data-dir", str(synth_dir), "--logdir", str(logdir), "--frac", "0.5", "--epochs", "500",
             "--name", "c", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (run / "history.csv").exists() and len((run / "history.csv").read_text().splitlines()) >= 3)
+    wait_for(lambda: (run / "history.csv").exists() and len((run / "history.csv").read_text().splitlines()) >= 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 130
@@ -360,12 +351,12 @@ def test_export_killed_mid_write_leaves_the_earlier_file(trained, tmp_path, synt
 
 
 @pytest.mark.slow
-def test_study_killed_mid_grid_finishes_without_redoing(synth_dir, tmp_path):
+def test_study_killed_mid_grid_finishes_without_redoing(synth_dir, tmp_path, wait_for):
     args = [*PY, "study", "--epochs", "2", "--fracs", "0.3,0.6", "--dropouts", "0", "--data-dir", str(synth_dir),
             "--logdir", str(tmp_path / "tb"), "--out", str(tmp_path / "s"), "--no-progress"]  # fmt: skip
     first = tmp_path / "tb" / "frac0.3_drop0.0_e2" / "version_0" / "run.json"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: first.exists() and json.loads(first.read_text()).get("status") == "finished")
+    wait_for(lambda: first.exists() and json.loads(first.read_text()).get("status") == "finished")
     proc.kill()
     proc.wait()
     result = subprocess.run(args, capture_output=True, text=True, timeout=900)
