@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.jobs import pick_gpu, threads_per_job
+from cnnlab.jobs import plan_slots, threads_per_job
 from cnnlab.runs import is_resumable, read_history
 from cnnlab.study import run_study
 from cnnlab.training import FitConfig
@@ -25,12 +25,13 @@ def test_each_job_gets_its_share_of_the_cores():
     assert threads_per_job(3, cores=16) == 5
 
 
-def test_jobs_go_to_the_least_loaded_gpu_with_room():
-    assert pick_gpu([0, 0], per_gpu=1) == 0
-    assert pick_gpu([1, 0], per_gpu=1) == 1
-    assert pick_gpu([1, 1], per_gpu=1) is None  # full: the next run waits for a GPU to come free
-    assert pick_gpu([1, 1], per_gpu=2) == 0
-    assert pick_gpu([2, 1, 2], per_gpu=2) == 1
+def test_workers_get_a_cpu_share_or_a_gpu_each():
+    cpu = plan_slots(jobs=2, runs=4, gpus=0, per_gpu=1)
+    assert [(w.gpu, w.threads) for w in cpu] == [(None, threads_per_job(2))] * 2
+    assert len(plan_slots(jobs=4, runs=1, gpus=0, per_gpu=1)) == 1  # never more workers than runs
+    assert [w.gpu for w in plan_slots(jobs=8, runs=8, gpus=2, per_gpu=1)] == [0, 1]  # one run per GPU
+    assert [w.gpu for w in plan_slots(jobs=8, runs=8, gpus=2, per_gpu=3)] == [0, 1, 0, 1, 0, 1]
+    assert [w.gpu for w in plan_slots(jobs=3, runs=8, gpus=4, per_gpu=2)] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("args, needle", [(["--jobs", "0"], "--jobs 0"), (["--jobs-per-gpu", "0"], "--jobs-per-gpu 0")])
@@ -62,12 +63,13 @@ def test_jobs_2_trains_the_same_runs_as_jobs_1(synth_dir, tmp_path):
         runs = sorted((tmp_path / f"tb{jobs}").glob("*/version_0"))
         histories[jobs] = {run.parent.name: read_history(run) for run in runs}
         if jobs == 2:
-            kinds = [(e.index, e.kind) for e in events if e.kind != "ready"]
+            kinds = [(e.index, e.kind) for e in events]
             for index in range(1, 5):  # every run: started, two epochs reported, done
                 assert [k for i, k in kinds if i == index] == ["start", "epoch", "epoch", "done"]
             epochs = [e for e in events if e.kind == "epoch"]
             assert all(e.val_loss is not None and e.seconds > 0 for e in epochs)
-            assert {e.device for e in events if e.kind == "ready"} == {"cpu, 1 thread"}
+            assert {e.device for e in events if e.kind == "start"} == {"cpu, 1 thread"}
+            assert len({e.pid for e in events if e.kind == "start"}) == 2  # two workers shared the four runs
     assert list(histories[1]) == list(histories[2]) and len(histories[1]) == 4
     for name, rows in histories[1].items():
         for a, b in zip(rows, histories[2][name], strict=True):

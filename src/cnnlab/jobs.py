@@ -31,10 +31,10 @@ INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ct
 
 @dataclass
 class Event:
-    """What a study reports as it goes: a run skipped (done earlier), started, ready (a worker process is up),
-    an epoch committed, and how the run ended."""
+    """What a study reports as it goes: a run skipped (done earlier), started, an epoch committed, and how the
+    run ended."""
 
-    kind: str  # skip | start | ready | epoch | done | diverged | failed | interrupted
+    kind: str  # skip | start | epoch | done | diverged | failed | interrupted
     index: int  # the run's position in the grid, from 1
     name: str
     epoch: int = 0
@@ -47,6 +47,7 @@ class Event:
     device: str = ""  # what the worker trains on: "cpu, 2 threads", "cuda:1"
     total: int = 0  # runs in the grid
     eta_s: float | None = None  # "start" of a study trained one run at a time: the grid's time left
+    pid: int = 0  # the worker process that trains the run
 
 
 @dataclass
@@ -68,12 +69,6 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or cpu_cores()) // jobs)
 
 
-def pick_gpu(load: list[int], per_gpu: int) -> int | None:
-    """The least loaded GPU that has room for another job (``per_gpu`` jobs each), or None."""
-    free = [g for g, n in enumerate(load) if n < per_gpu]
-    return min(free, key=lambda g: (load[g], g)) if free else None
-
-
 def check_jobs(jobs: int, per_gpu: int) -> None:
     if jobs < 1:
         raise CnnlabError(f"--jobs {jobs}: must be at least 1")
@@ -92,93 +87,125 @@ def _uses_gpu(cfg: FitConfig) -> int:
     return torch.cuda.device_count()
 
 
-def _worker(task: Task, events: Any) -> None:
-    """A worker process: one run, its epochs reported as events; every ending is reported, none raises."""
+@dataclass
+class _Slot:
+    """What one worker process trains on: a share of the CPU threads, or one GPU."""
+
+    threads: int | None = None
+    gpu: int | None = None
+
+    def apply(self, cfg: FitConfig) -> FitConfig:
+        if self.gpu is not None:
+            return dataclasses.replace(cfg, devices=f"{self.gpu},", progress=False)
+        return dataclasses.replace(cfg, threads=cfg.threads or self.threads, progress=False)
+
+    def describe(self, cfg: FitConfig) -> str:
+        if self.gpu is not None:
+            return f"cuda:{self.gpu}"
+        return f"cpu, {cfg.threads} thread{'s' if cfg.threads != 1 else ''}"
+
+
+def plan_slots(jobs: int, runs: int, gpus: int, per_gpu: int) -> list[_Slot]:
+    """The workers to start: as many as jobs (never more than runs); on GPUs round robin, at most per_gpu on each
+    (so 3 jobs on 4 GPUs take 3 GPUs); on the CPU each with its share of the cores."""
+    if gpus:
+        n = min(jobs, runs, gpus * per_gpu)
+        return [_Slot(gpu=w % gpus) for w in range(n)]
+    n = min(jobs, runs)
+    return [_Slot(threads=threads_per_job(n)) for _ in range(n)]
+
+
+def _observer(events: Any, index: int, cfg: FitConfig) -> Callable[[dict[str, float], float], None]:
+    """fit's observer in a worker: each committed epoch becomes an event for the parent."""
+
+    def observe(row: dict[str, float], seconds: float) -> None:
+        loss, acc = row.get("val_loss"), row.get("val_acc")
+        events.put(Event("epoch", index, cfg.run_name, int(row["epoch"]), cfg.epochs, loss, acc, seconds))
+
+    return observe
+
+
+def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
+    """A worker process: takes runs from ``tasks`` until there are none (or the parent stops the study), reporting
+    each run's start, epochs and ending as events; it never raises. Torch and Lightning are imported once."""
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent alone; it passes one SIGINT on (see the docstring)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent started us with SIGINT ignored
-    name, cfg = task.cfg.run_name, task.cfg
     for logger in ("lightning.pytorch", "lightning.fabric"):  # "GPU available: ..." x N would garble the display
         logging.getLogger(logger).setLevel(logging.WARNING)
-    device = (
-        f"cuda:{cfg.devices.rstrip(',')}"
-        if cfg.devices.endswith(",")
-        else f"cpu, {cfg.threads} thread{'s' if cfg.threads != 1 else ''}"
-    )
-    events.put(Event("ready", task.index, name, epochs=cfg.epochs, device=device))
-    try:
-        from .lit import NonFiniteLoss
-        from .training import fit
+    from .lit import NonFiniteLoss
+    from .training import fit
 
-        def observer(row: dict[str, float], seconds: float) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent started us with SIGINT ignored
+    try:
+        while not stop.is_set():
+            task = tasks.get()
+            if task is None:
+                break
+            cfg, name = slot.apply(task.cfg), task.cfg.run_name
+            how = "resuming" if cfg.resume else "training"
             events.put(
                 Event(
-                    "epoch",
+                    "start",
                     task.index,
                     name,
-                    int(row["epoch"]),
-                    cfg.epochs,
-                    row.get("val_loss"),
-                    row.get("val_acc"),
-                    seconds,
+                    epochs=cfg.epochs,
+                    message=how,
+                    device=slot.describe(cfg),
+                    pid=os.getpid(),
                 )
             )
-
-        try:
-            result = fit(cfg, resume_dir=task.resume_dir, observer=observer)
-            events.put(Event("done", task.index, name, epochs=cfg.epochs, run_dir=str(result.run_dir)))
-        except NonFiniteLoss as e:
-            events.put(Event("diverged", task.index, name, message=str(e), run_dir=e.run_dir))
-    except (TrainingInterrupted, KeyboardInterrupt):
-        events.put(Event("interrupted", task.index, name))
-    except BaseException as e:  # reported to the parent, which decides; a worker never dies silently
-        events.put(Event("failed", task.index, name, message=first_line(e, 300) or type(e).__name__))
+            try:
+                if stop.is_set():  # stopped while this run was being taken
+                    raise TrainingInterrupted
+                result = fit(cfg, resume_dir=task.resume_dir, observer=_observer(events, task.index, cfg))
+                events.put(Event("done", task.index, name, epochs=cfg.epochs, run_dir=str(result.run_dir)))
+            except NonFiniteLoss as e:
+                events.put(Event("diverged", task.index, name, message=str(e), run_dir=e.run_dir))
+            except (TrainingInterrupted, KeyboardInterrupt):
+                events.put(Event("interrupted", task.index, name))
+                return
+            except BaseException as e:  # reported to the parent, which decides; a worker never dies silently
+                events.put(Event("failed", task.index, name, message=first_line(e, 300) or type(e).__name__))
+    except KeyboardInterrupt:  # a SIGINT while waiting for a run: nothing to stop
+        return
 
 
 class _Pool:
-    def __init__(self, jobs: int, per_gpu: int, on_event: Callable[[Event], None], total: int) -> None:
-        self.ctx = mp.get_context("spawn")  # fork would copy the parent's torch threads and CUDA state
-        self.events: Any = self.ctx.Queue()
-        self.jobs, self.per_gpu, self.on_event, self.total = jobs, per_gpu, on_event, total
-        self.running: dict[int, tuple[Any, int | None, str]] = {}  # index -> (process, gpu, run name)
-        self.ready: set[int] = set()
-        self.finals: dict[int, Event] = {}
-        self.stopping = False
+    """``jobs`` worker processes fed from one task queue; the parent turns their events into the grid's state."""
 
-    def start(self, task: Task, gpus: int) -> bool:
-        cfg = dataclasses.replace(task.cfg, progress=False)
-        gpu = None
-        if gpus:
-            load = [0] * gpus
-            for _, g, _ in self.running.values():
-                if g is not None:
-                    load[g] += 1
-            gpu = pick_gpu(load, self.per_gpu)
-            if gpu is None:
-                return False
-            cfg = dataclasses.replace(cfg, devices=f"{gpu},")
-        else:
-            cfg = dataclasses.replace(cfg, threads=cfg.threads or threads_per_job(self.jobs))
-        process = self.ctx.Process(target=_worker, args=(Task(task.index, cfg, task.resume_dir), self.events))
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child starts deaf to it: no half-imported stop
+    def __init__(self, tasks: list[Task], jobs: int, per_gpu: int, on_event: Callable[[Event], None], total: int):
+        self.ctx = mp.get_context("spawn")  # fork would copy the parent's torch threads and CUDA state
+        self.tasks: Any = self.ctx.Queue()
+        self.events: Any = self.ctx.Queue()
+        self.stop_flag: Any = self.ctx.Event()
+        self.on_event, self.total = on_event, total
+        self.pending = {t.index: t.cfg.run_name for t in tasks}  # runs without a final event yet
+        self.running: dict[int, int] = {}  # run index -> the pid of the worker training it
+        self.finals: dict[int, Event] = {}
+        slots = plan_slots(jobs, len(tasks), _uses_gpu(tasks[0].cfg) if tasks else 0, per_gpu)
+        for task in tasks:
+            self.tasks.put(task)
+        for _ in slots:
+            self.tasks.put(None)  # one end marker per worker
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers start deaf to it: no half-imported stop
         try:
-            process.start()
+            self.workers = [
+                self.ctx.Process(target=_worker, args=(slot, self.tasks, self.events, self.stop_flag)) for slot in slots
+            ]
+            for w in self.workers:
+                w.start()
         finally:
             signal.signal(signal.SIGINT, previous)
-        self.running[task.index] = (process, gpu, cfg.run_name)
-        how = "resuming" if cfg.resume else "training"
-        self.on_event(Event("start", task.index, cfg.run_name, epochs=cfg.epochs, total=self.total, message=how))
-        return True
 
     def handle(self, event: Event) -> None:
-        if event.kind == "ready":
-            self.ready.add(event.index)
-            if self.stopping:
-                self._interrupt(event.index)
+        event.total = self.total
+        if event.kind == "start":
+            self.running[event.index] = event.pid
+            if self.stop_flag.is_set():  # it took the run as the study was being stopped
+                self._interrupt(event.pid)
         if event.kind in FINAL:
             self.finals[event.index] = event
-            process, _, _ = self.running.pop(event.index, (None, None, ""))
-            if process is not None:
-                process.join(timeout=60)
+            self.running.pop(event.index, None)
+            self.pending.pop(event.index, None)
         self.on_event(event)
 
     def poll(self, timeout: float) -> None:
@@ -187,10 +214,14 @@ class _Pool:
         except queue_mod.Empty:
             self._reap()
 
+    def busy(self) -> bool:
+        return any(w.is_alive() for w in self.workers) and (bool(self.pending) or bool(self.running))
+
     def _reap(self) -> None:
-        """A worker that died without a final event (killed by the OS, say) is reported as failed."""
-        for index, (process, _, name) in list(self.running.items()):
-            if process.exitcode is None:
+        """A worker that died without reporting its run's end (killed by the OS, say): that run failed."""
+        alive = {w.pid for w in self.workers if w.is_alive()}
+        for index, pid in list(self.running.items()):
+            if pid in alive:
                 continue
             while True:  # its last events may still be in the pipe
                 try:
@@ -198,41 +229,50 @@ class _Pool:
                 except queue_mod.Empty:
                     break
             if index in self.running:
-                self.handle(Event("failed", index, name, message=f"worker process ended with code {process.exitcode}"))
+                code = next(w.exitcode for w in self.workers if w.pid == pid)
+                name = self.pending.get(index, f"run {index}")
+                self.handle(Event("failed", index, name, message=f"worker process ended with code {code}"))
 
-    def _interrupt(self, index: int) -> None:
-        process, _, _ = self.running.get(index, (None, None, ""))
-        if process is not None and process.pid is not None and process.exitcode is None:
-            os.kill(process.pid, signal.SIGINT)
+    def _interrupt(self, pid: int) -> None:
+        if any(w.pid == pid and w.is_alive() for w in self.workers):
+            os.kill(pid, signal.SIGINT)
 
     def stop(self) -> None:
-        """Ctrl-C: one SIGINT to each worker (those still starting get theirs when ready), then wait for them."""
-        self.stopping = True
-        for index in list(self.running):
-            if index in self.ready:
-                self._interrupt(index)
+        """Ctrl-C: no new runs; one SIGINT to each worker that is training (a run taken meanwhile gets its own
+        when its start is reported), then wait for every worker to end."""
+        self.stop_flag.set()
+        for pid in set(self.running.values()):
+            self._interrupt(pid)
         deadline = time.monotonic() + INTERRUPT_WAIT_S
-        while self.running and time.monotonic() < deadline:
+        while any(w.is_alive() for w in self.workers) and time.monotonic() < deadline:
             self.poll(1.0)
-        for process, _, _ in self.running.values():  # past the deadline: stop them the hard way
-            process.terminate()
+        for w in self.workers:  # past the deadline: stop them the hard way
+            if w.is_alive():
+                w.terminate()
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.join(timeout=60)
 
 
 def run_parallel(
     tasks: list[Task], jobs: int, on_event: Callable[[Event], None], per_gpu: int = 1, total: int = 0
 ) -> dict[int, Event]:
-    """Train the tasks, ``jobs`` at a time (or ``per_gpu`` per GPU when they train on CUDA GPUs); returns each
-    task's final event by index. Ctrl-C stops every worker at its epoch boundary, then raises TrainingInterrupted.
-    """
+    """Train the tasks in ``jobs`` worker processes (or ``per_gpu`` per GPU when they train on CUDA GPUs);
+    returns each task's final event by index. Ctrl-C stops every worker at its epoch boundary, then raises
+    TrainingInterrupted."""
     check_jobs(jobs, per_gpu)
-    pool = _Pool(jobs, per_gpu, on_event, total or len(tasks))
-    gpus = _uses_gpu(tasks[0].cfg) if tasks else 0
-    pending = list(tasks)
+    if not tasks:
+        return {}
+    pool = _Pool(tasks, jobs, per_gpu, on_event, total or len(tasks))
     try:
-        while pending or pool.running:
-            while pending and len(pool.running) < jobs and pool.start(pending[0], gpus):
-                pending.pop(0)
+        while pool.busy():
             pool.poll(1.0)
+        while True:  # what the last workers said just before they ended
+            try:
+                pool.handle(pool.events.get(timeout=0.5))
+            except queue_mod.Empty:
+                break
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the workers' cleanup short
         try:
@@ -242,4 +282,7 @@ def run_parallel(
         raise TrainingInterrupted(
             "interrupted; every run keeps its last finished epoch: rerun the same study command to resume them"
         ) from None
+    pool.close()
+    for index, name in pool.pending.items():  # no worker reported it: all of them died
+        pool.finals[index] = Event("failed", index, name, message="no worker process was left to train it")
     return pool.finals

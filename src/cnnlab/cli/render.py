@@ -176,8 +176,8 @@ class GridDisplay:
                 plain(line)
             return
         row = self.rows.setdefault(e.index, {"name": e.name, "epochs": e.epochs, "epoch": 0, "seconds": []})
-        row["state"] = {"start": e.message, "ready": "training", "epoch": "training"}.get(e.kind, e.kind)
-        if e.kind == "ready":
+        row["state"] = {"start": e.message, "epoch": "training"}.get(e.kind, e.kind)
+        if e.kind == "start":
             row["device"] = e.device
         if e.kind == "epoch":
             row.update(epoch=e.epoch, val_loss=e.val_loss)
@@ -188,7 +188,7 @@ class GridDisplay:
             self.live.update(self._table())
         elif e.kind == "skip":
             plain(study_line(e) or "")
-        elif e.kind != "ready":
+        else:
             loss = f", val loss {e.val_loss:.4f}" if e.val_loss is not None else ""
             what = f"epoch {e.epoch}/{e.epochs}{loss}" if e.kind == "epoch" else row["state"]
             plain(f"[{e.index}] {e.name}: {what}" + (f": {e.message}" if e.kind in ("failed", "diverged") else ""))
