@@ -153,3 +153,18 @@ def test_bad_shards_exit_2(in_tmp):
                           (["--shard", "1/2", "--collect"], "--shard and --collect")]:  # fmt: skip
         result = runner.invoke(app, ["study", *args])
         assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_ctrl_c_in_a_study_says_how_to_resume_it(synth_dir, in_tmp, monkeypatch):
+    from cnnlab.errors import TrainingInterrupted
+
+    def interrupted(cfg, resume_dir=None):
+        raise TrainingInterrupted
+
+    monkeypatch.setattr(study_mod, "fit", interrupted)
+    result = runner.invoke(app, ["study", "--epochs", "1", "--fracs", "0.3", "--dropouts", "0",
+                                 "--data-dir", str(synth_dir)])  # fmt: skip
+    assert result.exit_code == 130
+    assert result.stderr.strip() == (
+        "error: interrupted; every run keeps its last finished epoch: rerun the same study command to resume"
+    )

@@ -159,7 +159,11 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     if key == "overfitting":
         return f"yes (+{row['val_loss_rise_pct']:.0f}%)" if v else "no"
     if isinstance(v, dict):  # mean and std over seeds
-        return "-" if v["mean"] is None else f"{fmt.format(v['mean'])} ± {v['std']:.4f}"
+        if v["mean"] is None:
+            return "-"
+        if fmt == "{}":  # a count (the epoch of minimum validation loss): its mean to one decimal
+            return f"{v['mean']:.1f} ± {v['std']:.1f}"
+        return f"{fmt.format(v['mean'])} ± {v['std']:.4f}"
     return fmt.format(v)
 
 

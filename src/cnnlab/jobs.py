@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .config import FitConfig
 
 FINAL = ("done", "diverged", "failed", "interrupted")
+STUDY_INTERRUPTED = "interrupted; every run keeps its last finished epoch: rerun the same study command to resume"
 INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ctrl-C (an epoch commit at most)
 
 
@@ -279,9 +280,7 @@ def run_parallel(
             pool.stop()
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise TrainingInterrupted(
-            "interrupted; every run keeps its last finished epoch: rerun the same study command to resume them"
-        ) from None
+        raise TrainingInterrupted(STUDY_INTERRUPTED) from None
     pool.close()
     for index, name in pool.pending.items():  # no worker reported it: all of them died
         pool.finals[index] = Event("failed", index, name, message="no worker process was left to train it")

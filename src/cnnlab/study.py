@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .compare import Comparison, compare_runs
-from .errors import CnnlabError
-from .jobs import Event, Task, check_jobs, run_parallel
+from .errors import CnnlabError, TrainingInterrupted
+from .jobs import STUDY_INTERRUPTED, Event, Task, check_jobs, run_parallel
 from .lit import NonFiniteLoss
 from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from .tblog import board_dir
@@ -164,6 +164,8 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Ev
         try:
             run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
             on_event(Event("done", k, cfg.run_name, total=total, run_dir=str(run_dir)))
+        except TrainingInterrupted:
+            raise TrainingInterrupted(STUDY_INTERRUPTED) from None
         except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
             on_event(Event("diverged", k, cfg.run_name, total=total, message=str(e), run_dir=e.run_dir))
             run_dir = Path(e.run_dir) if e.run_dir else None
