@@ -30,17 +30,44 @@ HIDE_BF16 = (
 )
 
 
-def study(args: argparse.Namespace, jobs: int, root: Path) -> dict:
-    logdir = root / f"jobs{jobs}"
-    cmd = [*CLI, "study", "--epochs", str(args.epochs), "--fracs", args.fracs, "--dropouts", args.dropouts,
-           "--logdir", str(logdir), "--out", str(root / f"out{jobs}"), "--jobs", str(jobs), "--no-progress",
-           "--lang", "en"] + (["--data-dir", args.data_dir] if args.data_dir else [])  # fmt: skip
+def study(args: argparse.Namespace, jobs: int, root: Path, threads: int | None = None) -> dict:
+    logdir = root / f"jobs{jobs}_threads{threads}"
+    cmd = [
+        *CLI,
+        "study",
+        "--epochs",
+        str(args.epochs),
+        "--fracs",
+        args.fracs,
+        "--dropouts",
+        args.dropouts,
+        "--logdir",
+        str(logdir),
+        "--out",
+        str(logdir / "out"),
+        "--jobs",
+        str(jobs),
+        "--no-progress",
+        "--lang",
+        "en",
+    ] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    cmd += ["--threads", str(threads)] if threads else []  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     runs = sorted(p.parent for p in logdir.glob("*/version_*/run.json"))
     training = sum(sum(json.loads((r / "run.json").read_text())["epoch_seconds"]) for r in runs)
     return {"wall": wall, "training": training, "histories": {r.parent.name: read_history(r) for r in runs}}
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    """The largest |difference| of any history value (loss or accuracy, any epoch) between two studies' runs."""
+    return max(
+        abs(x[k] - y[k])
+        for name, rows in a["histories"].items()
+        for x, y in zip(rows, b["histories"][name], strict=True)
+        for k in x
+    )
 
 
 def bf16_warning(data_dir: str | None, hide: bool, root: Path) -> tuple[bool, str]:
@@ -69,20 +96,17 @@ def main() -> None:
         root = Path(tmp)
         one = study(args, 1, root)
         many = study(args, args.jobs, root)
+        pinned = study(args, 1, root, threads=max(1, cpu_cores() // args.jobs))
         n = len(one["histories"])
         print(f"\nstudy: fracs {args.fracs} x dropouts {args.dropouts}, {args.epochs} epochs: {n} runs")
-        print(f"{'':12s} {'wall s':>8s} {'training s':>11s} {'wall / training':>16s}")
-        for label, r in ((" --jobs 1", one), (f" --jobs {args.jobs}", many)):
-            print(f"{label:12s} {r['wall']:8.1f} {r['training']:11.1f} {r['wall'] / r['training']:16.2f}")
+        print(f"{'':34s} {'wall s':>8s} {'training s':>11s} {'wall / training':>16s}")
+        runs = ((" --jobs 1", one), (f" --jobs {args.jobs}", many), (" --jobs 1 --threads as one job's", pinned))
+        for label, r in runs:
+            print(f"{label:34s} {r['wall']:8.1f} {r['training']:11.1f} {r['wall'] / r['training']:16.2f}")
         print(f"\nratio wall --jobs 1 / --jobs {args.jobs}: {one['wall'] / many['wall']:.2f}")
         print(f"grid overhead (--jobs 1): wall / sum of the runs' training time = {one['wall'] / one['training']:.2f}")
-        diff = max(
-            abs(a[k] - b[k])
-            for name, rows in one["histories"].items()
-            for a, b in zip(rows, many["histories"][name], strict=True)
-            for k in a
-        )
-        print(f"largest difference between the two studies' histories: {diff:.2e} (thread counts differ)")
+        for label, other in (("--jobs 1 (all cores per run)", one), ("--jobs 1 with the same threads per run", pinned)):
+            print(f"largest difference, --jobs {args.jobs} vs {label}: {largest_difference(other, many):.2e}")
         print()
         for hide in (False, True):
             warned, used = bf16_warning(args.data_dir, hide, root)

@@ -18,6 +18,9 @@ from .data import CLASS_NAMES, FashionMNISTDataModule, InMemoryImages
 from .errors import CnnlabError, first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
+# PyTorch eval batches: on a CPU 256 images at a time run about 2x faster than 1024 (measured: 3.0 vs 5.5 s for
+# 10,000 holdout images on 2 cores), the big activations of 1024 churn memory.
+TORCH_BATCH = 256
 SPLITS = ("holdout", "official")
 
 
@@ -26,7 +29,7 @@ SPLITS = ("holdout", "official")
 
 @torch.inference_mode()
 def torch_logits(
-    net: nn.Module, images: torch.Tensor, batch_size: int = 1024, device: torch.device | str = "cpu"
+    net: nn.Module, images: torch.Tensor, batch_size: int = TORCH_BATCH, device: torch.device | str = "cpu"
 ) -> np.ndarray:
     """Logits (N, 10) of ``net`` in eval mode for uint8 images (N, 1, 28, 28); the net's mode is restored."""
     was_training = net.training
@@ -79,7 +82,7 @@ def confusion_matrix(preds: np.ndarray, labels: torch.Tensor | np.ndarray) -> np
 
 
 def evaluate_torch(
-    net: nn.Module, dataset: InMemoryImages, batch_size: int = 1024, device: torch.device | str = "cpu"
+    net: nn.Module, dataset: InMemoryImages, batch_size: int = TORCH_BATCH, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
     return loss_and_accuracy(torch_logits(net, dataset.images, batch_size, device), dataset.labels)
 

@@ -443,6 +443,9 @@ def measure_test_sets(
         nets["best"] = (int(best["epoch"]), best_net)
     out = TestMeasurement({}, None, None)
     for which, (epoch, net) in nets.items():  # "best" comes last: its confusion matrix and kernels are kept
+        if which == "best" and net is model.net:  # the last epoch was the best: measured already
+            out.test["best"] = dict(out.test["last"])
+            continue
         net.to(device)
         out.test[which] = {"epoch": epoch}
         for split in TEST_SPLITS:
