@@ -12,6 +12,31 @@ mkdir -p docs/exercise/runs
 for run in tb_logs/frac0.2_drop*/version_0 tb_logs/frac1.0_drop*/version_0; do
   mkdir -p "docs/exercise/runs/${run#tb_logs/}" && cp "$run"/run.json "$run"/history.csv "docs/exercise/runs/${run#tb_logs/}/"
 done
+# The same study in the Keras 3 form of RMSprop (here into /work/tfruns; the 100% study was stopped with Ctrl-C
+# once the 20% one had finished, and rerun with 2 threads: it resumed):
+OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 0.2 --dropouts 0,0.5 --seeds 3 --optimizer rmsprop-tf \
+  --logdir tb_logs_tf --out study_ab_tf --lang en --threads 1 &
+OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --optimizer rmsprop-tf \
+  --logdir tb_logs_tf --out study_c_tf --lang en --threads 1 &
+wait
+mkdir -p docs/exercise/runs_tf
+for run in tb_logs_tf/*/version_0; do
+  mkdir -p "docs/exercise/runs_tf/${run#tb_logs_tf/}" && cp "$run"/run.json "$run"/history.csv "docs/exercise/runs_tf/${run#tb_logs_tf/}/"
+done
+# Keras 3 for 40 epochs from cnnlab's seed-42 weights and batches, then one curves file with both cnnlab forms:
+.nox/parity/bin/python benchmarks/parity_keras.py --epochs 40 --forms keras3 --no-steps --out keras_curves
+python - <<'PY'
+import csv, json
+from pathlib import Path
+def history(run):
+    rows = csv.DictReader(open(Path(run) / "history.csv"))
+    return [{k: float(r[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc")} for r in rows]
+curves = {"Keras 3": json.loads(Path("keras_curves/curves_40.json").read_text())["keras keras3"],
+          "cnnlab rmsprop-tf": history("docs/exercise/runs_tf/frac0.2_drop0.0_rmsprop-tf/version_0"),
+          "cnnlab rmsprop": history("docs/exercise/runs/frac0.2_drop0.0/version_0")}
+Path("docs/exercise/keras3_40.json").write_text(json.dumps(curves, indent=1) + "\n")
+PY
 for lang in en ja; do
-  cnnlab report docs/exercise/runs/*/version_0 --out "docs/exercise/report_$lang" --lang "$lang"
+  cnnlab report docs/exercise/runs/*/version_0 --out "docs/exercise/report_$lang" --lang "$lang" --keras docs/exercise/keras3_40.json
+  cnnlab report docs/exercise/runs_tf/*/version_0 --out "docs/exercise/report_tf_$lang" --lang "$lang" --keras docs/exercise/keras3_40.json
 done
