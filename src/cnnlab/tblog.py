@@ -13,6 +13,7 @@ older ones, so each folder keeps one event file and a resumed run one HParams en
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,6 +132,8 @@ class RunBoard:
         self.run_dir = run_dir
         self.hparams = hparams
         self._writers: dict[str, SummaryWriter] = {}
+        self._best: dict[str, float] | None = None  # the epoch of lowest validation loss so far
+        self._best_acc = -math.inf
 
     def _get(self, sub: str = "") -> SummaryWriter:
         if sub not in self._writers:
@@ -143,29 +146,31 @@ class RunBoard:
         old = [f for folder in folders for f in event_files(folder)]
         for summary in _hparams_summaries(self.hparams):
             self._get()._get_file_writer().add_summary(summary, 0)  # a raw protobuf: no public API takes one
-        for i in range(len(history)):
-            self.epoch(history[: i + 1], epoch_seconds[i] if i < len(epoch_seconds) else None, flush=False)
+        for i, row in enumerate(history):
+            self.epoch(row, epoch_seconds[i] if i < len(epoch_seconds) else None, flush=False)
         self.flush()
         for f in old:  # the new files now hold everything the old ones did
             f.unlink(missing_ok=True)
 
-    def epoch(self, history: list[dict[str, float]], seconds: float | None, flush: bool = True) -> None:
-        """The last row of ``history``: Keras-style curves and the run's best-so-far figures."""
+    def epoch(self, row: dict[str, float], seconds: float | None, flush: bool = True) -> None:
+        """The next epoch's history row: Keras-style curves and the run's best-so-far figures (kept running, so a
+        replayed history costs one pass)."""
         from .runs import best_row, val_loss_rise_pct
 
-        row = history[-1]
         step = int(row["epoch"])
         for sub, (loss, acc) in SUBRUNS.items():
             if loss in row:
                 self._get(sub).add_scalar(LOSS_TAG, row[loss], step)
                 self._get(sub).add_scalar(ACC_TAG, row[acc], step)
-        best = best_row(history)
+        self._best = best_row([r for r in (self._best, row) if r is not None])  # the earlier one on ties
+        self._best_acc = max(self._best_acc, row["val_acc"])
         root = self._get()
-        if best is not None:
-            root.add_scalar("run/best_val_loss", best["val_loss"], step)
-            root.add_scalar("run/best_epoch", best["epoch"], step)
-        root.add_scalar("run/best_val_acc", max(r["val_acc"] for r in history), step)
-        root.add_scalar("run/val_loss_rise_pct", val_loss_rise_pct(history), step)
+        if self._best is not None:
+            root.add_scalar("run/best_val_loss", self._best["val_loss"], step)
+            root.add_scalar("run/best_epoch", self._best["epoch"], step)
+        root.add_scalar("run/best_val_acc", self._best_acc, step)
+        rise = val_loss_rise_pct([self._best, row]) if self._best is not None else 0.0
+        root.add_scalar("run/val_loss_rise_pct", rise, step)
         if seconds is not None:
             root.add_scalar("run/epoch_seconds", seconds, step)
         if flush:

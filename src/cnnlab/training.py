@@ -145,7 +145,7 @@ class RunRecorder(Callback):
                 write_history(self.run_dir, self.history)
                 self.write_info(status="running")
                 if self.board is not None:
-                    self.board.epoch(self.history, self._train_seconds)
+                    self.board.epoch(row, self._train_seconds)
                 if self.observer is not None:
                     self.observer(row, self._train_seconds)
             trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
