@@ -2,6 +2,7 @@
 path, and each speed option, all measured in one run on the same data.
 
     python benchmarks/bench_training.py [--frac 0.2] [--epochs 3] [--options] [--keras-python PATH]
+    python benchmarks/bench_training.py --threads 1 ...  (the same with one PyTorch thread)
     python benchmarks/bench_training.py --gpu [--study-epochs 40] [--gpu-jobs 4]
 
 Per-epoch time is training only (no validation), as `run.json`'s `epoch_seconds`. The machine is shared and
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from cnnlab.data import FashionMNISTDataModule, locate_data
 from cnnlab.model import KerasCNN
+from cnnlab.numerics import set_thread_invariant
 from cnnlab.training import FitConfig, fit
 
 
@@ -34,11 +36,17 @@ def steady(seconds: list[float]) -> float:
 
 
 def bare_loop(
-    x: torch.Tensor, y: torch.Tensor, epochs: int, bf16: bool = False, channels_last: bool = False
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+    thread_invariant: bool = True,
 ) -> list[float]:
     """The floor: the same model, optimizer and batch size, float tensors already in memory, no Lightning."""
     torch.manual_seed(42)
     net = KerasCNN()
+    set_thread_invariant(net, thread_invariant)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
@@ -126,13 +134,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="alternations of bare loop and cnnlab fit")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--options", action="store_true", help="also time bf16, channels-last and torch.compile")
+    ap.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: PyTorch's choice)")
+    ap.add_argument(
+        "--options", action="store_true", help="also time --no-thread-invariant, bf16, channels-last and torch.compile"
+    )
     ap.add_argument("--keras-python", default=None, help="a python with TensorFlow, to time Keras side by side")
     ap.add_argument("--gpu", action="store_true", help="time cnnlab on a CUDA GPU (and the whole study there)")
     ap.add_argument("--study-epochs", type=int, default=40, help="--gpu: epochs of the timed 2x2 study")
     ap.add_argument("--gpu-jobs", type=int, default=4, help="--gpu: runs sharing the GPU in the second study")
     args = ap.parse_args()
     torch.set_float32_matmul_precision("highest")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     folder = locate_data(args.data_dir, download=False)
     if args.gpu:
@@ -154,8 +167,12 @@ def main() -> None:
     rows["cnnlab fit, float32"] = min(fit_times)
     if args.options:
         rows["bare PyTorch loop, bf16 autocast + channels-last"] = steady(bare_loop(x, y, args.epochs, True, True))
+        rows["bare PyTorch loop, float32, threaded weight gradients"] = steady(
+            bare_loop(x, y, args.epochs, thread_invariant=False)
+        )
         bf16: dict[str, object] = {"precision": "bf16-mixed"}
         options = [
+            ("cnnlab fit --no-thread-invariant", {"thread_invariant": False}),
             ("cnnlab fit --precision bf16-mixed", bf16),
             ("cnnlab fit --channels-last", {"channels_last": True}),
             ("cnnlab fit --precision bf16-mixed --channels-last", bf16 | {"channels_last": True}),
@@ -179,6 +196,8 @@ def main() -> None:
         f"(per round: {', '.join(f'{f / b:.3f}' for f, b in zip(fit_times, bare_times, strict=True))})"
     )
     if args.options:
+        invariant = rows["cnnlab fit, float32"] / rows["cnnlab fit --no-thread-invariant"]
+        print(f"cost of --thread-invariant (the default) at {torch.get_num_threads()} threads: {invariant:.3f}x")
         fastest = min((k for k in rows if k.startswith("cnnlab")), key=rows.__getitem__)
         print(f"fastest cnnlab option: {fastest} = {rows[fastest] / rows['cnnlab fit, float32']:.3f}x float32")
         if "Keras (TensorFlow), float32" in rows:

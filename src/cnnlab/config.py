@@ -51,6 +51,13 @@ class FitConfig:
     threads: int | None = _option(
         None, "CPU threads (default: PyTorch's, which follows OMP_NUM_THREADS when set).", "hardware"
     )
+    thread_invariant: bool = _option(
+        True,
+        "Sum the weight gradients on one thread, so a run's result is the same on any thread count (--threads, "
+        "study --jobs); off, the libraries split those sums among the threads: a little faster, results that "
+        "depend on the thread count.",
+        "hardware",
+    )
     channels_last: bool = _option(False, "Channels-last (NHWC) memory format: faster on some hardware.", "hardware")
     compile: bool = _option(False, "torch.compile the network (costs a compile at start).", "hardware")
     progress: bool = _option(True, "Show the progress bar and model summary.", "hardware")

@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 
 from .errors import CnnlabError
 from .model import INIT_CHOICES, KerasCNN
+from .numerics import set_thread_invariant
 
 OPTIMIZERS = ("rmsprop", "rmsprop-tf", "adam", "sgd")
 
@@ -43,11 +44,13 @@ class FashionClassifier(L.LightningModule):
         init: str = "keras",  # keras: glorot-uniform weights, zero biases; torch: PyTorch's defaults
         channels_last: bool = False,  # NHWC memory format for the convolutions
         compile: bool = False,  # torch.compile the network's forward pass
+        thread_invariant: bool = True,  # CPU weight gradients summed on one thread (numerics.py)
     ) -> None:
         super().__init__()
         check_hparams(dropout=dropout, lr=lr, optimizer=optimizer, init=init)
         self.save_hyperparameters()
         self.net = KerasCNN(dropout, init)
+        set_thread_invariant(self.net, thread_invariant)
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         stages = ("train", "val", "train_eval")
         self.metrics = nn.ModuleDict({f"{s}_{m}": _mean() for s in stages for m in ("loss", "acc")})

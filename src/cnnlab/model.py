@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .numerics import Conv2d, Linear
+
 INIT_CHOICES = ("keras", "torch")
 
 
@@ -15,18 +17,18 @@ class KerasCNN(nn.Module):
     def __init__(self, dropout: float = 0.0, init: str = "keras") -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),  # (N, 32, 28, 28)  Keras padding='same'
-            nn.Conv2d(32, 32, 3), nn.ReLU(),  # (N, 32, 26, 26)  padding='valid'
+            Conv2d(1, 32, 3, padding=1), nn.ReLU(),  # (N, 32, 28, 28)  Keras padding='same'
+            Conv2d(32, 32, 3), nn.ReLU(),  # (N, 32, 26, 26)  padding='valid'
             nn.MaxPool2d(2),  # (N, 32, 13, 13)
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),  # (N, 64, 13, 13)
-            nn.Conv2d(64, 64, 3), nn.ReLU(),  # (N, 64, 11, 11)
+            Conv2d(32, 64, 3, padding=1), nn.ReLU(),  # (N, 64, 13, 13)
+            Conv2d(64, 64, 3), nn.ReLU(),  # (N, 64, 11, 11)
             nn.MaxPool2d(2),  # (N, 64, 5, 5)
             nn.Flatten(),  # (N, 1600)
-            nn.Linear(64 * 5 * 5, 512), nn.ReLU(),
+            Linear(64 * 5 * 5, 512), nn.ReLU(),
         ]  # fmt: skip
         if dropout > 0:  # the exercise's variant (b): Dropout after the first Dense + ReLU
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(512, 10))  # logits; softmax lives in the loss
+        layers.append(Linear(512, 10))  # logits; softmax lives in the loss
         self.layers = nn.Sequential(*layers)
         if init == "keras":
             self.apply(_keras_init)

@@ -246,7 +246,14 @@ def prepare(cfg: FitConfig) -> tuple[FashionMNISTDataModule, FashionClassifier]:
         cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed, eval_train=cfg.eval_train
     )
     model = FashionClassifier(
-        cfg.dropout, cfg.lr, cfg.optimizer, cfg.batch_size, cfg.init, cfg.channels_last, cfg.compile
+        cfg.dropout,
+        cfg.lr,
+        cfg.optimizer,
+        cfg.batch_size,
+        cfg.init,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        thread_invariant=cfg.thread_invariant,
     )
     dm.prepare_data()
     dm.setup("fit")
