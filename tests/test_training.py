@@ -87,6 +87,31 @@ def test_eval_train_measures_without_dropout(trained, synth_dir):
     assert abs(dropout_on - measured["loss"]) > 0.1 * measured["loss"]  # far beyond the 1e-5 match above
 
 
+def test_epoch_losses_are_means_over_images_not_batches(synth_dir, tmp_path, monkeypatch):
+    # 25 validation images in batches of 8, 8, 8 and 1: a mean of batch means would weigh the last image 8x
+    import functools
+
+    from cnnlab.checkpoints import load_network
+    from cnnlab.data import FashionMNISTDataModule
+    from cnnlab.evaluation import evaluate_torch
+
+    init = FashionMNISTDataModule.__init__
+    monkeypatch.setattr(FashionMNISTDataModule, "__init__", functools.partialmethod(init, eval_batch_size=8))
+    result = fit(_cfg(synth_dir, tmp_path, epochs=1))
+    dm = FashionMNISTDataModule(synth_dir, frac=0.5)
+    measured = evaluate_torch(load_network(result.run_dir, which="last").net, dm.eval_set("val"))
+    assert len(dm.eval_set("val").labels) == 25
+    assert result.history[-1]["val_loss"] == pytest.approx(measured["loss"], rel=1e-5)
+    assert result.history[-1]["val_acc"] == pytest.approx(measured["acc"])
+
+
+def test_the_epoch_loss_weighs_each_batch_by_its_images():
+    model = FashionClassifier()
+    model._record("train", torch.tensor(1.0), torch.ones(3))  # a batch of 3 images, mean loss 1
+    model._record("train", torch.tensor(2.0), torch.ones(1))  # the last, smaller batch
+    assert model.epoch_metrics()["train/loss"] == pytest.approx(1.25)  # (3 * 1 + 2) / 4, not (1 + 2) / 2
+
+
 def test_epoch_seconds_exclude_validation(synth_dir, tmp_path, monkeypatch):
     # A fake clock, not the wall clock: each training step takes 1 s, each validation step 1000 s.
     from cnnlab.training import RunRecorder

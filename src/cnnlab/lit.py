@@ -78,7 +78,10 @@ class FashionClassifier(L.LightningModule):
     def _record(self, stage: str, loss: torch.Tensor, correct: torch.Tensor) -> None:
         # update(), not a call: a call also computes the batch's own value. No self.log per step either: its
         # bookkeeping cost ~2 ms a step here; the epoch values are read once by epoch_metrics().
-        self._metric(f"{stage}_loss").update(loss.detach(), len(correct))
+        # The batch mean once per image, so the epoch's loss is the mean over images (as Keras reports it), the
+        # last, smaller batch weighing what it holds: MeanMetric(nan_strategy="disable") drops update()'s weight
+        # argument (torchmetrics 1.9, Lightning-AI/torchmetrics#3434).
+        self._metric(f"{stage}_loss").update(loss.detach().expand(len(correct)))
         self._metric(f"{stage}_acc").update(correct)
 
     def _metric(self, key: str) -> MeanMetric:
