@@ -2,7 +2,9 @@
 # The exercise at full scale, as this folder was made (run from the repository root, after the README's setup).
 # Both studies ran at the same time on the 2-core machine, one PyTorch thread each (OMP_NUM_THREADS=1).
 # cnnlab has trained thread-invariantly since (README: a run's result does not depend on its thread count), so a
-# rerun on any thread count trains the same networks as these one-thread runs on the same CPU and versions.
+# rerun on any thread count trains the same networks as these one-thread runs on the same CPU and versions
+# (not the epochs trained on two threads before that: run.json's hardware.torch_threads is 2 for frac0.2_drop0.0,
+# frac1.0_drop0.5 and frac1.0_drop0.5_rmsprop-tf).
 set -euo pipefail
 OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 0.2 --dropouts 0,0.5 --seeds 3 --out study_ab --lang en &
 OMP_NUM_THREADS=1 cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --out study_c --lang en &
