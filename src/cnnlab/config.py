@@ -54,8 +54,8 @@ class FitConfig:
     thread_invariant: bool = _option(
         True,
         "Sum the weight gradients on one thread, so a run's result is the same on any thread count (--threads, "
-        "study --jobs); off, the libraries split those sums among the threads: a little faster, results that "
-        "depend on the thread count.",
+        "study --jobs); off, the libraries split those sums among the threads: faster with several threads "
+        "(1.29x on two in benchmarks/RESULTS.md), results that depend on the thread count.",
         "hardware",
     )
     channels_last: bool = _option(False, "Channels-last (NHWC) memory format: faster on some hardware.", "hardware")
