@@ -118,8 +118,9 @@ class FashionClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         # For the progress bar only (once an epoch); RunRecorder writes the logs, with the epoch as the step.
+        # compute() has already synced the ranks; sync_dist=True tells Lightning so (else DDP warns each run).
         for name in ("loss", "acc"):
-            self.log(f"val/{name}", self._metric(f"val_{name}").compute(), prog_bar=True, logger=False)
+            self.log(f"val/{name}", self._metric(f"val_{name}").compute(), prog_bar=True, logger=False, sync_dist=True)
 
     def raise_if_nonfinite(self) -> None:
         # Any rank's non-finite loss stops every rank, so DDP processes never wait on each other.
