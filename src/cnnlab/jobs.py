@@ -215,6 +215,14 @@ class _Pool:
         except queue_mod.Empty:
             self._reap()
 
+    def drain(self, timeout: float) -> None:
+        """Handle the events still in the pipe, until none comes within ``timeout``."""
+        while True:
+            try:
+                self.handle(self.events.get(timeout=timeout))
+            except queue_mod.Empty:
+                return
+
     def busy(self) -> bool:
         return any(w.is_alive() for w in self.workers) and (bool(self.pending) or bool(self.running))
 
@@ -224,11 +232,7 @@ class _Pool:
         for index, pid in list(self.running.items()):
             if pid in alive:
                 continue
-            while True:  # its last events may still be in the pipe
-                try:
-                    self.handle(self.events.get(timeout=1))
-                except queue_mod.Empty:
-                    break
+            self.drain(1.0)  # its last events may still be in the pipe
             if index in self.running:
                 code = next(w.exitcode for w in self.workers if w.pid == pid)
                 name = self.pending.get(index, f"run {index}")
@@ -269,11 +273,7 @@ def run_parallel(
     try:
         while pool.busy():
             pool.poll(1.0)
-        while True:  # what the last workers said just before they ended
-            try:
-                pool.handle(pool.events.get(timeout=0.5))
-            except queue_mod.Empty:
-                break
+        pool.drain(0.5)  # what the last workers said just before they ended
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the workers' cleanup short
         try:

@@ -47,19 +47,29 @@ def grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int)
     return configs
 
 
+_FINISHED, _DIVERGED = "finished", "stopped on a non-finite loss"  # the two ways a study's run is done
+
+
 def _existing(cfg: FitConfig) -> tuple[str, Path | None]:
-    """('done', folder) for a finished matching run, ('resume', folder) for one to continue, else ('new', None).
+    """(_FINISHED or _DIVERGED, folder) for a matching run that is done, ('resume', folder) for one to continue,
+    else ('new', None).
 
     A run that failed is tried again (resumed from its last checkpoint when it has one), except one stopped by a
     non-finite loss: that is the experiment's outcome, and it would only diverge again.
     """
     for run_dir in matching_versions(Path(cfg.logdir), cfg.run_name, dataclasses.asdict(cfg), _SAME):
         info = read_run(run_dir)
-        if info.get("status") == "finished" or info.get("nonfinite_epoch"):
-            return "done", run_dir
+        if info.get("status") == "finished":
+            return _FINISHED, run_dir
+        if info.get("nonfinite_epoch"):
+            return _DIVERGED, run_dir
         if is_resumable(run_dir):
             return "resume", run_dir
     return "new", None
+
+
+def _done(state: str) -> bool:
+    return state in (_FINISHED, _DIVERGED)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -113,7 +123,7 @@ def run_study(
 
 def _collect(configs: list[FitConfig]) -> list[Path]:
     found = [_existing(cfg) for cfg in configs]
-    missing = [cfg.run_name for cfg, (state, _) in zip(configs, found, strict=True) if state != "done"]
+    missing = [cfg.run_name for cfg, (state, _) in zip(configs, found, strict=True) if not _done(state)]
     if missing:
         raise CnnlabError(
             f"--collect: {len(missing)} of {len(configs)} runs are not finished: {', '.join(missing)}; "
@@ -139,9 +149,8 @@ def _compare(run_dirs: list[Path], out: Path, base: FitConfig, grid_text: str) -
     return comparison
 
 
-def _skipped(k: int, total: int, cfg: FitConfig, run_dir: Path) -> Event:
-    how = "finished" if read_run(run_dir).get("status") == "finished" else "stopped on a non-finite loss"
-    return Event("skip", k, cfg.run_name, total=total, message=how, run_dir=str(run_dir))
+def _skipped(k: int, total: int, cfg: FitConfig, state: str, run_dir: Path) -> Event:
+    return Event("skip", k, cfg.run_name, total=total, message=state, run_dir=str(run_dir))
 
 
 def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Event], None]) -> list[Path]:
@@ -152,8 +161,8 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Ev
     for k, cfg in todo:
         state, run_dir = _existing(cfg)
         work = cfg.frac * cfg.epochs
-        if state == "done" and run_dir is not None:
-            on_event(_skipped(k, total, cfg, run_dir))
+        if _done(state) and run_dir is not None:
+            on_event(_skipped(k, total, cfg, state, run_dir))
             run_dirs.append(run_dir)
             remaining -= work
             continue
@@ -185,8 +194,8 @@ def _train_parallel(
     tasks: list[Task] = []
     for k, cfg in todo:
         state, run_dir = _existing(cfg)
-        if state == "done" and run_dir is not None:
-            on_event(_skipped(k, total, cfg, run_dir))
+        if _done(state) and run_dir is not None:
+            on_event(_skipped(k, total, cfg, state, run_dir))
             found[k] = run_dir
         else:
             tasks.append(Task(k, dataclasses.replace(cfg, resume=state == "resume"), run_dir))

@@ -144,8 +144,7 @@ class RunBoard:
         """Write the session and replay the history into new event files, then drop the older files."""
         folders = [self.run_dir, *(self.run_dir / sub for sub in SUBRUNS)]
         old = [f for folder in folders for f in event_files(folder)]
-        for summary in _hparams_summaries(self.hparams):
-            self._get()._get_file_writer().add_summary(summary, 0)  # a raw protobuf: no public API takes one
+        self._add_raw(_hparams_summaries(self.hparams), 0)
         for i, row in enumerate(history):
             self.epoch(row, epoch_seconds[i] if i < len(epoch_seconds) else None, flush=False)
         self.flush()
@@ -187,9 +186,12 @@ class RunBoard:
         root.add_text("summary", text, step)
         for tag, fig in images.items():
             root.add_figure(tag, fig, step)  # closes the figure
-        for summary in _hparams_summaries(self.hparams, status="STATUS_SUCCESS"):
-            root._get_file_writer().add_summary(summary, step)
+        self._add_raw(_hparams_summaries(self.hparams, status="STATUS_SUCCESS"), step)
         self.flush()
+
+    def _add_raw(self, summaries: list[Any], step: int) -> None:
+        for summary in summaries:  # raw protobufs: no public SummaryWriter API takes one
+            self._get()._get_file_writer().add_summary(summary, step)
 
     def flush(self) -> None:
         for w in self._writers.values():
