@@ -1,7 +1,8 @@
-"""The study at scale, measured in one run: `--jobs 1` against `--jobs N` (wall time, same results?), the grid's
-overhead (its wall time against the sum of its runs' training time), and where the bf16 warning appears.
+"""The study at scale, measured in one run: the default `--jobs auto` against one run at a time, at the study's
+thread count and with every core per run (runs per hour, same results?), the grid's overhead (its wall time
+against the sum of its runs' training time), and where the bf16 warning appears.
 
-    python benchmarks/bench_study.py [--epochs 3] [--fracs 0.2] [--dropouts 0,0.5] [--jobs 2] [--data-dir DIR]
+    python benchmarks/bench_study.py [--epochs 3] [--fracs 0.2] [--dropouts 0,0.5] [--data-dir DIR]
 
 Every study runs as a user would run it (`cnnlab study` in a fresh process, into its own temporary log folder).
 Run it on a quiet machine: another busy process changes every figure.
@@ -30,7 +31,7 @@ HIDE_BF16 = (
 )
 
 
-def study(args: argparse.Namespace, jobs: int, root: Path, threads: int | None = None) -> dict:
+def study(args: argparse.Namespace, jobs: str, root: Path, threads: int | None = None) -> dict:
     logdir = root / f"jobs{jobs}_threads{threads}"
     cmd = [
         *CLI,
@@ -87,26 +88,28 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--fracs", default="0.2")
     ap.add_argument("--dropouts", default="0,0.5")
-    ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
     _, why = native_bf16("cpu")
     print(f"machine: {cpu_model()}, {cpu_cores()} cores; bf16: {why}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        one = study(args, 1, root)
-        many = study(args, args.jobs, root)
-        pinned = study(args, 1, root, threads=max(1, cpu_cores() // args.jobs))
-        n = len(one["histories"])
+        auto = study(args, "auto", root)
+        serial = study(args, "1", root)
+        whole = study(args, "1", root, threads=cpu_cores())
+        n = len(auto["histories"])
         print(f"\nstudy: fracs {args.fracs} x dropouts {args.dropouts}, {args.epochs} epochs: {n} runs")
-        print(f"{'':34s} {'wall s':>8s} {'training s':>11s} {'wall / training':>16s}")
-        runs = ((" --jobs 1", one), (f" --jobs {args.jobs}", many), (" --jobs 1 --threads as one job's", pinned))
-        for label, r in runs:
-            print(f"{label:34s} {r['wall']:8.1f} {r['training']:11.1f} {r['wall'] / r['training']:16.2f}")
-        print(f"\nratio wall --jobs 1 / --jobs {args.jobs}: {one['wall'] / many['wall']:.2f}")
-        print(f"grid overhead (--jobs 1): wall / sum of the runs' training time = {one['wall'] / one['training']:.2f}")
-        for label, other in (("--jobs 1 (all cores per run)", one), ("--jobs 1 with the same threads per run", pinned)):
-            print(f"largest difference, --jobs {args.jobs} vs {label}: {largest_difference(other, many):.2e}")
+        print(f"{'':44s} {'wall s':>8s} {'training s':>11s} {'wall / training':>16s} {'runs / hour':>12s}")
+        contenders = (
+            (" --jobs auto (the default)", auto),
+            (" --jobs 1, the same threads per run", serial),
+            (f" --jobs 1 --threads {cpu_cores()} (every core per run)", whole),
+        )
+        for label, r in contenders:
+            per_hour, overhead = 3600 * n / r["wall"], r["wall"] / r["training"]
+            print(f"{label:44s} {r['wall']:8.1f} {r['training']:11.1f} {overhead:16.2f} {per_hour:12.1f}")
+        print(f"\nruns per hour, --jobs auto / every core per run: {whole['wall'] / auto['wall']:.2f}")
+        print(f"largest difference, --jobs auto vs --jobs 1: {largest_difference(serial, auto):.2e}")
         print()
         for hide in (False, True):
             warned, used = bf16_warning(args.data_dir, hide, root)

@@ -1,6 +1,6 @@
 """The exercise's model in Keras, timed per epoch (run with a python that has TensorFlow; used by bench_training.py).
 
-python keras_epoch.py FASHION_MNIST_DIR N_IMAGES EPOCHS   -> prints {"epoch_seconds": [...]}
+python keras_epoch.py FASHION_MNIST_DIR N_IMAGES EPOCHS [THREADS]   -> prints {"epoch_seconds": [...]}
 """
 
 import gzip
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 from tensorflow import keras
 
 
@@ -37,6 +38,9 @@ def exercise_model() -> keras.Sequential:
 
 def main() -> None:
     folder, n, epochs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 4:  # as many threads as PyTorch gets in the same comparison
+        tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[4]))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     images = next(folder.glob("train-images-idx3-ubyte*"))
     labels = next(folder.glob("train-labels-idx1-ubyte*"))
     x = read(images, 16).reshape(-1, 28, 28, 1)[:n].astype("float32") / 255

@@ -15,6 +15,32 @@ def test_module_entry_point_help():
     assert "fit" in proc.stdout
 
 
+_NO_TORCH = """
+import sys
+from cnnlab.cli import app
+for args in {argv!r}:
+    try:
+        app(args, prog_name="cnnlab")
+    except SystemExit as e:
+        print("exit", e.code)
+print("loaded:", sorted(m for m in ("torch", "lightning") if m in sys.modules))
+"""
+
+
+def test_help_and_option_errors_never_load_torch():
+    # A structural check in a fresh interpreter: --help, every command's --help and option errors answer before
+    # torch or Lightning is imported (that import alone takes seconds).
+    commands = ("fit", "export", "evaluate", "compare", "study", "report", "filters")
+    argv = [["--help"], *([c, "--help"] for c in commands), ["fit", "--frac", "abc"], ["fit", "--seed", "-1"],
+            ["study", "--jobs", "0"], ["study", "--fracs", "x"], ["study", "--seeds", "0"]]  # fmt: skip
+    code = _NO_TORCH.format(argv=argv)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0"] * 8 + ["exit 2"] * 5, proc.stdout
+    assert lines[-1] == "loaded: []", proc.stdout
+
+
 def test_fit_help_lists_the_options():
     result = runner.invoke(app, ["fit", "--help"])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.jobs import plan_slots, threads_per_job
+from cnnlab.jobs import auto_jobs, plan_slots, threads_per_run
 from cnnlab.runs import is_resumable, read_history
 from cnnlab.study import run_study
 from cnnlab.training import FitConfig
@@ -19,15 +19,18 @@ from cnnlab.training import FitConfig
 runner = CliRunner()
 
 
-def test_each_job_gets_its_share_of_the_cores():
-    assert threads_per_job(2, cores=2) == 1 and threads_per_job(2, cores=16) == 8
-    assert threads_per_job(4, cores=2) == 1  # never zero: oversubscribed, but every job runs
-    assert threads_per_job(3, cores=16) == 5
+def test_each_run_gets_a_thread_count_from_the_grid_not_from_jobs():
+    assert threads_per_run(4, cores=2) == 1 and threads_per_run(2, cores=16) == 8
+    assert threads_per_run(1, cores=2) == 2  # one run alone takes every core
+    assert threads_per_run(8, cores=2) == 1  # never zero
+    assert threads_per_run(3, cores=16) == 5
+    assert auto_jobs(threads=1, gpus=0, per_gpu=1, cores=2) == 2 and auto_jobs(8, 0, 1, cores=16) == 2
+    assert auto_jobs(threads=5, gpus=2, per_gpu=3) == 6  # on GPUs: per_gpu runs on each
 
 
 def test_workers_get_a_cpu_share_or_a_gpu_each():
-    cpu = plan_slots(jobs=2, runs=4, gpus=0, per_gpu=1)
-    assert [(w.gpu, w.threads) for w in cpu] == [(None, threads_per_job(2))] * 2
+    cpu = plan_slots(jobs=2, runs=4, gpus=0, per_gpu=1, threads=3)
+    assert [(w.gpu, w.threads) for w in cpu] == [(None, 3)] * 2
     assert len(plan_slots(jobs=4, runs=1, gpus=0, per_gpu=1)) == 1  # never more workers than runs
     assert [w.gpu for w in plan_slots(jobs=8, runs=8, gpus=2, per_gpu=1)] == [0, 1]  # one run per GPU
     assert [w.gpu for w in plan_slots(jobs=8, runs=8, gpus=2, per_gpu=3)] == [0, 1, 0, 1, 0, 1]
@@ -50,26 +53,31 @@ def test_a_run_failing_in_a_worker_is_one_line(in_tmp):
 
 @pytest.mark.slow
 def test_jobs_2_trains_the_same_runs_as_jobs_1(synth_dir, tmp_path):
-    # Two threads per run one at a time, one each two at a time (as on two cores): thread-invariant training
-    # (numerics.py) makes the thread count irrelevant; without it the histories differ by ~1e-4 after an epoch.
-    histories = {}
+    # The runs of a study train on a thread count taken from the grid and the machine, never from --jobs (a run's
+    # last bits depend on its thread count: without that rule the histories differ by ~1e-4 after an epoch).
+    histories, threads = {}, {}
     for jobs in (1, 2):
         base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / f"tb{jobs}"), progress=False,
-                         lr=1e-3, threads=3 - jobs)  # fmt: skip
+                         lr=1e-3)  # fmt: skip
         events = []
         grid = ([0.3, 0.6], [0.0, 0.5])
         result = run_study(base, *grid, out=tmp_path / f"s{jobs}", jobs=jobs, on_event=events.append)
         assert len(result.comparison.rows) == 4
         runs = sorted((tmp_path / f"tb{jobs}").glob("*/version_0"))
         histories[jobs] = {run.parent.name: read_history(run) for run in runs}
+        threads[jobs] = {json.loads((run / "run.json").read_text())["hardware"]["torch_threads"] for run in runs}
         if jobs == 2:
             kinds = [(e.index, e.kind) for e in events]
             for index in range(1, 5):  # every run: started, two epochs reported, done
                 assert [k for i, k in kinds if i == index] == ["start", "epoch", "epoch", "done"]
             epochs = [e for e in events if e.kind == "epoch"]
             assert all(e.val_loss is not None and e.seconds > 0 for e in epochs)
-            assert {e.device for e in events if e.kind == "start"} == {"cpu, 1 thread"}
+            (plan,) = [e for e in events if e.kind == "plan"]
+            assert plan.jobs == 2 and {e.device for e in events if e.kind == "start"} == {
+                f"cpu, {plan.threads} thread{'s' if plan.threads > 1 else ''}"
+            }
             assert len({e.pid for e in events if e.kind == "start"}) == 2  # two workers shared the four runs
+    assert threads[1] == threads[2] and len(threads[1]) == 1  # recorded in run.json: one count, whatever --jobs
     assert list(histories[1]) == list(histories[2]) and len(histories[1]) == 4
     for name, rows in histories[1].items():
         for a, b in zip(rows, histories[2][name], strict=True):

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from cnnlab import study as study_mod
 from cnnlab.cli import app
 from cnnlab.cli.render import study_line
+from cnnlab.config import study_grid
 from cnnlab.errors import CnnlabError
 from cnnlab.study import run_study
 from cnnlab.training import FitConfig
@@ -28,7 +29,7 @@ def _printed(lines):
 def test_study_runs_the_grid_and_a_rerun_trains_nothing(synth_dir, tmp_path, monkeypatch):
     base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
     lines: list[str] = []
-    result = run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / "study", on_event=_printed(lines))
+    result = run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / "study", on_event=_printed(lines), jobs=1)
     assert len(result.comparison.rows) == 4 and lines[0].startswith("[1/4] frac0.3_drop0.0_e2: training")
     assert "ETA" in lines[1]
     readme = (tmp_path / "study" / "README.md").read_text()
@@ -39,7 +40,7 @@ def test_study_runs_the_grid_and_a_rerun_trains_nothing(synth_dir, tmp_path, mon
 
     monkeypatch.setattr(study_mod, "fit", no_training)
     lines.clear()
-    run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / "study", on_event=_printed(lines))
+    run_study(base, [0.3, 0.6], [0.0, 0.5], out=tmp_path / "study", on_event=_printed(lines), jobs=1)
     assert all("finished earlier" in line for line in lines) and len(lines) == 4
 
 
@@ -57,7 +58,7 @@ def test_study_resumes_an_interrupted_run(synth_dir, tmp_path):
     info["status"] = "interrupted"
     (first.run_dir / "run.json").write_text(json.dumps(info))
     lines: list[str] = []
-    run_study(base, [0.3], [0.0], out=tmp_path / "s", on_event=_printed(lines))
+    run_study(base, [0.3], [0.0], out=tmp_path / "s", on_event=_printed(lines), jobs=1)
     assert "resuming" in lines[0]
 
 
@@ -89,10 +90,10 @@ def test_a_failed_run_is_trained_again_by_the_next_study(synth_dir, tmp_path, mo
 
     monkeypatch.setattr(FashionClassifier, "training_step", crashes)
     with pytest.raises(RuntimeError):
-        run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s")
+        run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s", jobs=1)
     monkeypatch.setattr(FashionClassifier, "training_step", step)
     lines: list[str] = []
-    result = run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s", on_event=_printed(lines))
+    result = run_study(_base(synth_dir, tmp_path), [0.3], [0.0], out=tmp_path / "s", on_event=_printed(lines), jobs=1)
     assert ("resuming" if crash_epoch == 2 else "training") in lines[0]
     (row,) = result.comparison.rows
     assert row["epochs"] == 2
@@ -112,7 +113,9 @@ def test_a_diverged_run_is_a_result_the_study_keeps(synth_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(FashionClassifier, "model_step", diverges_with_dropout)
     lines: list[str] = []
-    result = run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", on_event=_printed(lines))
+    result = run_study(
+        _base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", on_event=_printed(lines), jobs=1
+    )
     assert any("non-finite" in line and "epoch 2" in line for line in lines)
     assert [r["epochs"] for r in result.comparison.rows] == [2, 1]  # the diverged run shows its one good epoch
 
@@ -121,7 +124,7 @@ def test_a_diverged_run_is_a_result_the_study_keeps(synth_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(study_mod, "fit", no_training)
     lines.clear()
-    run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", on_event=_printed(lines))
+    run_study(_base(synth_dir, tmp_path), [0.3], [0.0, 0.5], out=tmp_path / "s", on_event=_printed(lines), jobs=1)
     assert "finished earlier" in lines[0] and "stopped on a non-finite loss earlier" in lines[1]
 
 
@@ -137,14 +140,14 @@ def test_shards_train_each_run_once_and_collect_compares_them(synth_dir, tmp_pat
     monkeypatch.setattr(study_mod, "fit", counting_fit)
     base = FitConfig(epochs=1, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
     grid = ([0.3, 0.6], [0.0, 0.5])
-    assert run_study(base, *grid, out=tmp_path / "s", shard=(1, 2)).comparison is None
+    assert run_study(base, *grid, out=tmp_path / "s", shard=(1, 2), jobs=1).comparison is None
     assert trained == ["frac0.3_drop0.0_e1", "frac0.6_drop0.0_e1"]  # runs 1 and 3 of the grid
     with pytest.raises(CnnlabError, match=r"--collect: 2 of 4 runs are not finished: frac0.3_drop0.5_e1, frac0.6"):
-        run_study(base, *grid, out=tmp_path / "s", collect=True)
-    run_study(base, *grid, out=tmp_path / "s", shard=(2, 2))
-    run_study(base, *grid, out=tmp_path / "s", shard=(1, 2))  # a repeat trains nothing
-    assert sorted(trained) == sorted(c.run_name for c in study_mod.grid(base, *grid, 1))  # each exactly once
-    result = run_study(base, *grid, out=tmp_path / "s", collect=True)
+        run_study(base, *grid, out=tmp_path / "s", collect=True, jobs=1)
+    run_study(base, *grid, out=tmp_path / "s", shard=(2, 2), jobs=1)
+    run_study(base, *grid, out=tmp_path / "s", shard=(1, 2), jobs=1)  # a repeat trains nothing
+    assert sorted(trained) == sorted(c.run_name for c in study_grid(base, *grid, 1))  # each exactly once
+    result = run_study(base, *grid, out=tmp_path / "s", collect=True, jobs=1)
     assert len(result.comparison.rows) == 4 and (tmp_path / "s" / "README.md").is_file()
 
 

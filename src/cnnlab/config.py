@@ -3,6 +3,7 @@ command line builds its options from these fields (cli/options.py); light to imp
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -52,10 +53,11 @@ class FitConfig:
         None, "CPU threads (default: PyTorch's, which follows OMP_NUM_THREADS when set).", "hardware"
     )
     thread_invariant: bool = _option(
-        True,
-        "Sum the weight gradients on one thread, so a run's result is the same on any thread count (--threads, "
-        "study --jobs); off, the libraries split those sums among the threads: faster with several threads "
-        "(1.29x on two in benchmarks/RESULTS.md), results that depend on the thread count.",
+        False,
+        "Sum the weight gradients on one thread, so a run's result is the same on any thread count; costs 1.29x "
+        "per epoch on two threads (benchmarks/RESULTS.md) and more on more cores. Off (the default), the libraries "
+        "split those sums among the threads: a run's last bits depend on its thread count, which `study` keeps "
+        "fixed whatever --jobs.",
         "hardware",
     )
     channels_last: bool = _option(False, "Channels-last (NHWC) memory format: faster on some hardware.", "hardware")
@@ -85,17 +87,55 @@ class FitConfig:
         return name
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise CnnlabError(f"--epochs {self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            raise CnnlabError(f"--batch-size {self.batch_size}: must be at least 1")
-        if self.num_nodes < 1:
-            raise CnnlabError(f"--num-nodes {self.num_nodes}: must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise CnnlabError(f"--threads {self.threads}: must be at least 1")
-        from .data import check_fractions
-        from .lit import check_hparams
-
+        """Every setting's valid range, checked in this one place before anything starts (no torch needed)."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("num_nodes", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise CnnlabError(f"{_flag(name)} {value}: must be at least {low}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise CnnlabError(f"--seed {self.seed}: must be in 0..{MAX_SEED} (NumPy's seed range), e.g. 42")
         check_hparams(self.dropout, self.lr, self.optimizer, self.init)
         check_fractions(self.frac, self.val_split)
         check_name(self.run_name)
+
+
+MAX_SEED = 2**32 - 1  # NumPy's seeds (Lightning seeds NumPy, Python and torch with the same number)
+OPTIMIZERS = ("rmsprop", "rmsprop-tf", "adam", "sgd")
+INIT_CHOICES = ("keras", "torch")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_hparams(dropout: float, lr: float, optimizer: str, init: str) -> None:
+    if not 0 <= dropout < 1:
+        raise CnnlabError(f"--dropout {dropout}: must be in [0, 1), e.g. 0.5")
+    if not 0 < lr < float("inf"):
+        raise CnnlabError(f"--lr {lr}: must be a positive number, e.g. 1e-4")
+    if optimizer not in OPTIMIZERS:
+        raise CnnlabError(f"--optimizer {optimizer!r}: unknown; choose one of {', '.join(OPTIMIZERS)}")
+    if init not in INIT_CHOICES:
+        raise CnnlabError(f"--init {init!r}: unknown; choose one of {', '.join(INIT_CHOICES)}")
+
+
+def check_fractions(frac: float, val_split: float) -> None:
+    if not 0 < frac <= 1:
+        raise CnnlabError(f"--frac {frac}: must be in (0, 1], e.g. 0.2 for 20% of the training pool")
+    if not 0 < val_split < 1:
+        raise CnnlabError(f"--val-split {val_split}: must be in (0, 1), e.g. 0.1")
+
+
+def study_grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int) -> list[FitConfig]:
+    """The study's runs: every fraction x dropout x seed (base.seed, base.seed + 1, ...), each checked."""
+    if seeds < 1:
+        raise CnnlabError(f"--seeds {seeds}: must be at least 1")
+    configs = [
+        dataclasses.replace(base, frac=f, dropout=d, seed=base.seed + s, name=None, resume=False)
+        for f in fracs
+        for d in dropouts
+        for s in range(seeds)
+    ]
+    for cfg in configs:
+        cfg.validate()  # every bad value is reported before the first run starts
+    return configs

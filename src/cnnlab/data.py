@@ -15,13 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .classes import CLASS_NAMES as CLASS_NAMES  # its home is classes.py, light enough for the CLI
+from .config import check_fractions
 from .errors import CnnlabError
 from .idx import read_idx
 
-CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -33,7 +31,7 @@ CACHE_DIR = Path("data")
 ENV_VAR = "CNNLAB_DATA_DIR"
 HOLDOUT_FRACTION = 1 / 6  # 10,000 of the 60,000 official training images
 SPLIT_SEED = 0  # fixes the pool/holdout split for every run, so test figures are comparable across seeds
-INSTALL_HINT = "install it with `sudo apt-get install dataset-fashion-mnist` or pass --data-dir DIR"
+INSTALL_HINT = "install it with `apt-get install dataset-fashion-mnist` (as root, or with sudo) or pass --data-dir DIR"
 
 
 # --- finding the files ---------------------------------------------------------------------------------------
@@ -150,13 +148,6 @@ class Split:
     def train_hash(self) -> str:
         """A short fingerprint of the training indices (and their order), stored in run.json."""
         return hashlib.sha256(self.train.numpy().astype("<i8").tobytes()).hexdigest()[:16]
-
-
-def check_fractions(frac: float, val_split: float) -> None:
-    if not 0 < frac <= 1:
-        raise CnnlabError(f"--frac {frac}: must be in (0, 1], e.g. 0.2 for 20% of the training pool")
-    if not 0 < val_split < 1:
-        raise CnnlabError(f"--val-split {val_split}: must be in (0, 1), e.g. 0.1")
 
 
 def make_split(n: int, frac: float, val_split: float, seed: int, split_seed: int = SPLIT_SEED) -> Split:

@@ -12,8 +12,13 @@ class CnnlabError(Exception):
 
 
 class TrainingInterrupted(BaseException):
-    """Raised by cnnlab's SIGINT handler during training.
+    """Training stopped at an epoch boundary on request (interrupts.py): a signal, or a study being stopped.
 
     A BaseException (like KeyboardInterrupt) so no ``except Exception`` swallows it, but not a
-    KeyboardInterrupt, which Lightning would turn into ``sys.exit(1)``.
+    KeyboardInterrupt, which Lightning would turn into ``sys.exit(1)``. ``signum`` gives the exit code (128 +
+    signum: 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a process the signal ended).
     """
+
+    def __init__(self, message: str = "", reason: str = "", signum: int = 2) -> None:
+        super().__init__(message)
+        self.reason, self.signum = reason, signum

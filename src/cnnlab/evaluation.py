@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -31,16 +32,23 @@ SPLITS = ("holdout", "official")
 def torch_logits(
     net: nn.Module, images: torch.Tensor, batch_size: int = TORCH_BATCH, device: torch.device | str = "cpu"
 ) -> np.ndarray:
-    """Logits (N, 10) of ``net`` in eval mode for uint8 images (N, 1, 28, 28); the net's mode is restored."""
-    was_training = net.training
-    net.eval()
+    """Logits (N, 10) of ``net`` in eval mode for uint8 images (N, 1, 28, 28); the net itself is left as it was.
+
+    On a CPU a channels-last copy of the net runs: 1.8x faster here than NCHW (1.9 s against 3.4 s for 10,000
+    images on 2 threads; benchmarks/RESULTS.md), the same logits to 2e-7.
+    """
+    cpu = torch.device(device).type == "cpu"
+    fmt = torch.channels_last if cpu else torch.contiguous_format
+    model = copy.deepcopy(net).to(memory_format=fmt) if cpu else net  # type: ignore[call-overload]
+    was_training = model.training
+    model.eval()
     try:
         out = [
-            net(images[i : i + batch_size].to(device).float().div_(255)).float().cpu()
+            model(images[i : i + batch_size].to(device).float().div_(255).contiguous(memory_format=fmt)).float().cpu()
             for i in range(0, len(images), batch_size)
         ]
     finally:
-        net.train(was_training)
+        model.train(was_training)
     return torch.cat(out).numpy()
 
 

@@ -1,9 +1,8 @@
-"""Several runs at once (``cnnlab study --jobs N``): each run in its own process, with its share of the CPU
-threads or its own GPU, reporting its progress as events to the parent.
+"""Several runs at once (``cnnlab study --jobs N``): each run in its own process, with its thread count or its
+own GPU, reporting its progress as events to the parent.
 
-Ctrl-C: the workers sit in their own process group, so the terminal's SIGINT reaches the parent alone, which
-passes exactly one SIGINT to each worker: fit's own handler then stops at the epoch boundary and keeps the run
-resumable, the same as Ctrl-C on a single run. (Two signals could interrupt a worker's cleanup.)
+Stopping (SIGINT, SIGTERM): the parent records the signal and sets one shared event; every worker looks at it at
+its stop points (interrupts.py), so each run ends at its epoch boundary whatever moment the signal came.
 """
 
 from __future__ import annotations
@@ -13,13 +12,13 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import interrupts
 from .errors import CnnlabError, TrainingInterrupted, first_line
 
 if TYPE_CHECKING:
@@ -32,10 +31,10 @@ INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ct
 
 @dataclass
 class Event:
-    """What a study reports as it goes: a run skipped (done earlier), started, an epoch committed, and how the
-    run ended."""
+    """What a study reports as it goes: its plan (runs at once, threads each), a run skipped (done earlier),
+    started, an epoch committed, and how the run ended."""
 
-    kind: str  # skip | start | epoch | done | diverged | failed | interrupted
+    kind: str  # plan | skip | start | epoch | done | diverged | failed | interrupted
     index: int  # the run's position in the grid, from 1
     name: str
     epoch: int = 0
@@ -49,6 +48,8 @@ class Event:
     total: int = 0  # runs in the grid
     eta_s: float | None = None  # "start" of a study trained one run at a time: the grid's time left
     pid: int = 0  # the worker process that trains the run
+    jobs: int = 0  # "plan": runs trained at once
+    threads: int = 0  # "plan": CPU threads per run
 
 
 @dataclass
@@ -65,19 +66,29 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """Each job's share of the CPU: cores // jobs, at least one (more threads than cores oversubscribe)."""
-    return max(1, (cores or cpu_cores()) // jobs)
+def threads_per_run(grid_size: int, cores: int | None = None) -> int:
+    """The CPU threads each run of a study trains on: cores // grid size, at least one. It depends on the grid and
+    the machine, never on --jobs, so training two runs at once gives the same results as one at a time (the last
+    bits of a run depend on its thread count). On two cores, two one-thread runs side by side train 1.5x the runs
+    per hour of one two-thread run after another (benchmarks/RESULTS.md); a grid of one run takes every core."""
+    return max(1, (cores or cpu_cores()) // max(1, grid_size))
 
 
-def check_jobs(jobs: int, per_gpu: int) -> None:
-    if jobs < 1:
-        raise CnnlabError(f"--jobs {jobs}: must be at least 1")
+def auto_jobs(threads: int, gpus: int, per_gpu: int, cores: int | None = None) -> int:
+    """--jobs auto: per_gpu runs on each GPU, else as many runs of ``threads`` threads as the cores hold."""
+    if gpus:
+        return gpus * per_gpu
+    return max(1, (cores or cpu_cores()) // threads)
+
+
+def check_jobs(jobs: int | None, per_gpu: int) -> None:
+    if jobs is not None and jobs < 1:
+        raise CnnlabError(f"--jobs {jobs}: must be at least 1 (or auto)")
     if per_gpu < 1:
         raise CnnlabError(f"--jobs-per-gpu {per_gpu}: must be at least 1")
 
 
-def _uses_gpu(cfg: FitConfig) -> int:
+def gpus_for(cfg: FitConfig) -> int:
     """How many CUDA GPUs the jobs can share (0: train on the CPU)."""
     from .hardware import uses_cuda
 
@@ -106,14 +117,13 @@ class _Slot:
         return f"cpu, {cfg.threads} thread{'s' if cfg.threads != 1 else ''}"
 
 
-def plan_slots(jobs: int, runs: int, gpus: int, per_gpu: int) -> list[_Slot]:
+def plan_slots(jobs: int, runs: int, gpus: int, per_gpu: int, threads: int = 1) -> list[_Slot]:
     """The workers to start: as many as jobs (never more than runs); on GPUs round robin, at most per_gpu on each
-    (so 3 jobs on 4 GPUs take 3 GPUs); on the CPU each with its share of the cores."""
+    (so 3 jobs on 4 GPUs take 3 GPUs); on the CPU each with ``threads`` threads (threads_per_run)."""
     if gpus:
         n = min(jobs, runs, gpus * per_gpu)
         return [_Slot(gpu=w % gpus) for w in range(n)]
-    n = min(jobs, runs)
-    return [_Slot(threads=threads_per_job(n)) for _ in range(n)]
+    return [_Slot(threads=threads) for _ in range(min(jobs, runs))]
 
 
 def _observer(events: Any, index: int, cfg: FitConfig) -> Callable[[dict[str, float], float], None]:
@@ -127,47 +137,42 @@ def _observer(events: Any, index: int, cfg: FitConfig) -> Callable[[dict[str, fl
 
 
 def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
-    """A worker process: takes runs from ``tasks`` until there are none (or the parent stops the study), reporting
-    each run's start, epochs and ending as events; it never raises. Torch and Lightning are imported once."""
-    os.setpgrp()  # the terminal's Ctrl-C goes to the parent alone; it passes one SIGINT on (see the docstring)
-    for logger in ("lightning.pytorch", "lightning.fabric"):  # "GPU available: ..." x N would garble the display
-        logging.getLogger(logger).setLevel(logging.WARNING)
-    from .lit import NonFiniteLoss
-    from .training import fit
+    """A worker process: takes runs from ``tasks`` until there are none or the study is stopped, reporting each
+    run's start, epochs and ending as events; it never raises. Torch and Lightning are imported once.
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent started us with SIGINT ignored
-    try:
-        while not stop.is_set():
+    It starts with SIGINT and SIGTERM blocked (the parent's signals_blocked): it leaves the terminal's process
+    group, so the terminal's Ctrl-C reaches the parent alone, then watches its own signals and the study's
+    ``stop`` event (interrupts.py) and unblocks; a signal sent meanwhile was pending, and now counts.
+    """
+    os.setpgrp()
+    with interrupts.watching(shared=stop) as request:
+        interrupts.unblock()
+        for logger in ("lightning.pytorch", "lightning.fabric"):  # "GPU available: ..." x N garbles the display
+            logging.getLogger(logger).setLevel(logging.WARNING)
+        from .lit import NonFiniteLoss
+        from .training import fit
+
+        while request.reason is None:
             task = tasks.get()
             if task is None:
                 break
             cfg, name = slot.apply(task.cfg), task.cfg.run_name
+            if request.reason is not None:  # stopped while this run was being taken: the study reruns it
+                events.put(Event("interrupted", task.index, name, message=request.reason))
+                break
             how = "resuming" if cfg.resume else "training"
-            events.put(
-                Event(
-                    "start",
-                    task.index,
-                    name,
-                    epochs=cfg.epochs,
-                    message=how,
-                    device=slot.describe(cfg),
-                    pid=os.getpid(),
-                )
-            )
+            where = slot.describe(cfg)
+            events.put(Event("start", task.index, name, epochs=cfg.epochs, message=how, device=where, pid=os.getpid()))
             try:
-                if stop.is_set():  # stopped while this run was being taken
-                    raise TrainingInterrupted
                 result = fit(cfg, resume_dir=task.resume_dir, observer=_observer(events, task.index, cfg))
                 events.put(Event("done", task.index, name, epochs=cfg.epochs, run_dir=str(result.run_dir)))
             except NonFiniteLoss as e:
                 events.put(Event("diverged", task.index, name, message=str(e), run_dir=e.run_dir))
-            except (TrainingInterrupted, KeyboardInterrupt):
-                events.put(Event("interrupted", task.index, name))
-                return
+            except TrainingInterrupted as e:
+                events.put(Event("interrupted", task.index, name, message=e.reason))
+                break
             except BaseException as e:  # reported to the parent, which decides; a worker never dies silently
                 events.put(Event("failed", task.index, name, message=first_line(e, 300) or type(e).__name__))
-    except KeyboardInterrupt:  # a SIGINT while waiting for a run: nothing to stop
-        return
 
 
 class _Pool:
@@ -182,27 +187,23 @@ class _Pool:
         self.pending = {t.index: t.cfg.run_name for t in tasks}  # runs without a final event yet
         self.running: dict[int, int] = {}  # run index -> the pid of the worker training it
         self.finals: dict[int, Event] = {}
-        slots = plan_slots(jobs, len(tasks), _uses_gpu(tasks[0].cfg) if tasks else 0, per_gpu)
+        gpus = gpus_for(tasks[0].cfg) if tasks else 0
+        slots = plan_slots(jobs, len(tasks), gpus, per_gpu, (tasks[0].cfg.threads if tasks else None) or 1)
         for task in tasks:
             self.tasks.put(task)
         for _ in slots:
             self.tasks.put(None)  # one end marker per worker
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers start deaf to it: no half-imported stop
-        try:
+        with interrupts.signals_blocked():  # the workers inherit the blocked mask (see _worker)
             self.workers = [
                 self.ctx.Process(target=_worker, args=(slot, self.tasks, self.events, self.stop_flag)) for slot in slots
             ]
             for w in self.workers:
                 w.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def handle(self, event: Event) -> None:
         event.total = self.total
         if event.kind == "start":
             self.running[event.index] = event.pid
-            if self.stop_flag.is_set():  # it took the run as the study was being stopped
-                self._interrupt(event.pid)
         if event.kind in FINAL:
             self.finals[event.index] = event
             self.running.pop(event.index, None)
@@ -223,8 +224,11 @@ class _Pool:
             except queue_mod.Empty:
                 return
 
+    def alive(self) -> bool:
+        return any(w.is_alive() for w in self.workers)
+
     def busy(self) -> bool:
-        return any(w.is_alive() for w in self.workers) and (bool(self.pending) or bool(self.running))
+        return self.alive() and (bool(self.pending) or bool(self.running))
 
     def _reap(self) -> None:
         """A worker that died without reporting its run's end (killed by the OS, say): that run failed."""
@@ -238,50 +242,41 @@ class _Pool:
                 name = self.pending.get(index, f"run {index}")
                 self.handle(Event("failed", index, name, message=f"worker process ended with code {code}"))
 
-    def _interrupt(self, pid: int) -> None:
-        if any(w.pid == pid and w.is_alive() for w in self.workers):
-            os.kill(pid, signal.SIGINT)
-
-    def stop(self) -> None:
-        """Ctrl-C: no new runs; one SIGINT to each worker that is training (a run taken meanwhile gets its own
-        when its start is reported), then wait for every worker to end."""
-        self.stop_flag.set()
-        for pid in set(self.running.values()):
-            self._interrupt(pid)
-        deadline = time.monotonic() + INTERRUPT_WAIT_S
-        while any(w.is_alive() for w in self.workers) and time.monotonic() < deadline:
-            self.poll(1.0)
-        for w in self.workers:  # past the deadline: stop them the hard way
+    def close(self, timeout: float = 60) -> None:
+        for w in self.workers:
+            w.join(timeout=timeout)
+        for w in self.workers:  # still there: stop it the hard way (its runs keep their last committed epoch)
             if w.is_alive():
                 w.terminate()
-
-    def close(self) -> None:
-        for w in self.workers:
-            w.join(timeout=60)
 
 
 def run_parallel(
     tasks: list[Task], jobs: int, on_event: Callable[[Event], None], per_gpu: int = 1, total: int = 0
 ) -> dict[int, Event]:
     """Train the tasks in ``jobs`` worker processes (or ``per_gpu`` per GPU when they train on CUDA GPUs);
-    returns each task's final event by index. Ctrl-C stops every worker at its epoch boundary, then raises
-    TrainingInterrupted."""
+    returns each task's final event by index. SIGINT or SIGTERM to this process (interrupts.py) sets the study's
+    stop event once: every worker stops at its next stop point, each run at its epoch boundary, then
+    TrainingInterrupted is raised."""
     check_jobs(jobs, per_gpu)
     if not tasks:
         return {}
-    pool = _Pool(tasks, jobs, per_gpu, on_event, total or len(tasks))
-    try:
-        while pool.busy():
-            pool.poll(1.0)
-        pool.drain(0.5)  # what the last workers said just before they ended
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the workers' cleanup short
+    with interrupts.watching() as stop:
+        pool = _Pool(tasks, jobs, per_gpu, on_event, total or len(tasks))
         try:
-            pool.stop()
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise TrainingInterrupted(STUDY_INTERRUPTED) from None
-    pool.close()
+            while pool.busy():
+                if stop.reason is not None:
+                    pool.stop_flag.set()  # idempotent; the workers poll it
+                pool.poll(0.5)
+            pool.drain(0.5)  # what the last workers said just before they ended
+        finally:  # stopped, done, or an error here: no worker takes another run; each ends at its stop point
+            pool.stop_flag.set()
+            deadline = time.monotonic() + INTERRUPT_WAIT_S  # a worker finishing its commit or test set, at most
+            while pool.alive() and time.monotonic() < deadline:
+                pool.poll(0.5)
+            pool.drain(0.2)
+            pool.close()
+        if stop.reason is not None:
+            raise TrainingInterrupted(f"{STUDY_INTERRUPTED} ({stop.reason})", stop.reason, stop.signum or 2)
     for index, name in pool.pending.items():  # no worker reported it: all of them died
         pool.finals[index] = Event("failed", index, name, message="no worker process was left to train it")
     return pool.finals

@@ -12,11 +12,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
+from .config import OPTIMIZERS as OPTIMIZERS
+from .config import check_hparams
 from .errors import CnnlabError
-from .model import INIT_CHOICES, KerasCNN
+from .model import KerasCNN
 from .numerics import set_thread_invariant
-
-OPTIMIZERS = ("rmsprop", "rmsprop-tf", "adam", "sgd")
 
 
 class NonFiniteLoss(CnnlabError):
@@ -44,7 +44,7 @@ class FashionClassifier(L.LightningModule):
         init: str = "keras",  # keras: glorot-uniform weights, zero biases; torch: PyTorch's defaults
         channels_last: bool = False,  # NHWC memory format for the convolutions
         compile: bool = False,  # torch.compile the network's forward pass
-        thread_invariant: bool = True,  # CPU weight gradients summed on one thread (numerics.py)
+        thread_invariant: bool = False,  # CPU weight gradients summed on one thread (numerics.py)
     ) -> None:
         super().__init__()
         check_hparams(dropout=dropout, lr=lr, optimizer=optimizer, init=init)
@@ -167,14 +167,3 @@ class RMSpropTF(torch.optim.Optimizer):
                 v.mul_(rho).addcmul_(p.grad, p.grad, value=1 - rho)
                 p.addcdiv_(p.grad, v.add(eps).sqrt_(), value=-lr)
         return loss
-
-
-def check_hparams(dropout: float, lr: float, optimizer: str, init: str) -> None:
-    if not 0 <= dropout < 1:
-        raise CnnlabError(f"--dropout {dropout}: must be in [0, 1), e.g. 0.5")
-    if not 0 < lr < float("inf"):
-        raise CnnlabError(f"--lr {lr}: must be a positive number, e.g. 1e-4")
-    if optimizer not in OPTIMIZERS:
-        raise CnnlabError(f"--optimizer {optimizer!r}: unknown; choose one of {', '.join(OPTIMIZERS)}")
-    if init not in INIT_CHOICES:
-        raise CnnlabError(f"--init {init!r}: unknown; choose one of {', '.join(INIT_CHOICES)}")

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import INIT_CHOICES
 from .numerics import Conv2d, Linear
-
-INIT_CHOICES = ("keras", "torch")
 
 
 class KerasCNN(nn.Module):

@@ -5,7 +5,8 @@ threads except the weight and bias gradients of the convolutions (oneDNN) and of
 over the batch that the library splits among the threads and adds up in a thread-dependent order. Those last-bit
 differences grow within two epochs into curves that differ in the third digit, so a study run with ``--jobs 2``
 (one thread each) would not reproduce the same run trained alone on two threads. ``Conv2d`` and ``Linear`` below
-compute those gradients on one thread: the rest of the step keeps every thread, and one thread's sum is the same
+compute those gradients on one thread when asked (`--thread-invariant`; off by default, it costs 1.29x per epoch on
+two threads, benchmarks/RESULTS.md): the rest of the step keeps every thread, and one thread's sum is the same
 whoever asks for it. On one thread nothing changes, bit for bit.
 """
 
@@ -104,7 +105,7 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters, same checkpoint keys) whose CPU training result does not depend on the
     thread count while ``thread_invariant`` is on (see the module's docstring); off, it is ``nn.Conv2d``."""
 
-    thread_invariant = True
+    thread_invariant = False  # off unless set_thread_invariant turns it on (FitConfig.thread_invariant)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # convolution_backward takes int paddings: the string forms ("same") keep nn.Conv2d's path
@@ -116,7 +117,7 @@ class Conv2d(nn.Conv2d):
 class Linear(nn.Linear):
     """``nn.Linear`` with the same single-thread weight gradient as ``Conv2d``."""
 
-    thread_invariant = True
+    thread_invariant = False  # off unless set_thread_invariant turns it on (FitConfig.thread_invariant)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if _serial(self, input, self.weight):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import interrupts
 from .atomic import atomic_write_text
 from .compare import Comparison, compare_runs
+from .config import study_grid
 from .errors import CnnlabError, TrainingInterrupted
-from .jobs import STUDY_INTERRUPTED, Event, Task, check_jobs, run_parallel
+from .interrupts import StopRequest
+from .jobs import STUDY_INTERRUPTED, Event, Task, auto_jobs, check_jobs, gpus_for, run_parallel, threads_per_run
 from .lit import NonFiniteLoss
 from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from .tblog import board_dir
@@ -21,30 +23,6 @@ from .training import FitConfig, fit
 
 # A study's run is done when a run exists with the same experiment settings, seed and measurements.
 _SAME = (*EXPERIMENT_SETTINGS, "seed", "eval_train", "data_dir")
-
-
-def parse_list(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CnnlabError(f"{option} {text!r}: give comma-separated numbers, e.g. 0.2,1.0") from None
-    if not values:
-        raise CnnlabError(f"{option} {text!r}: give at least one value")
-    return values
-
-
-def grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int) -> list[FitConfig]:
-    if seeds < 1:
-        raise CnnlabError(f"--seeds {seeds}: must be at least 1")
-    configs = [
-        dataclasses.replace(base, frac=f, dropout=d, seed=base.seed + s, name=None, resume=False)
-        for f in fracs
-        for d in dropouts
-        for s in range(seeds)
-    ]
-    for cfg in configs:
-        cfg.validate()  # every bad value is reported before the first run starts
-    return configs
 
 
 _FINISHED, _DIVERGED = "finished", "stopped on a non-finite loss"  # the two ways a study's run is done
@@ -72,13 +50,6 @@ def _done(state: str) -> bool:
     return state in (_FINISHED, _DIVERGED)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 1 <= int(m[1]) <= int(m[2]):
-        raise CnnlabError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. 2/4 for the second of four shards")
-    return int(m[1]), int(m[2])
-
-
 @dataclass
 class StudyResult:
     run_dirs: list[Path]  # the grid's runs, in grid order (this shard's only, with a shard)
@@ -95,7 +66,7 @@ def run_study(
     on_event: Callable[[Event], None] = lambda event: None,
     shard: tuple[int, int] | None = None,
     collect: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     jobs_per_gpu: int = 1,
 ) -> StudyResult:
     """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all.
@@ -103,18 +74,26 @@ def run_study(
     Progress goes to ``on_event`` (jobs.Event: skip, start, epoch, done, diverged, ...). ``shard=(K, N)`` trains
     only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log folder each take theirs)
     and compares nothing; ``collect`` trains nothing and compares the whole grid once every run is finished, or
-    says which are missing. ``jobs`` > 1 trains that many runs at once in worker processes (see jobs.py).
+    says which are missing. ``jobs`` > 1 trains that many runs at once in worker processes (see jobs.py); None
+    (--jobs auto) as many as the machine holds. Every run trains on ``base.threads`` or threads_per_run threads,
+    whatever ``jobs``: --jobs changes how fast the grid trains, never what it trains.
     """
     check_jobs(jobs, jobs_per_gpu)
-    configs = grid(base, fracs, dropouts, seeds)
+    configs = study_grid(base, fracs, dropouts, seeds)
+    threads = base.threads or threads_per_run(len(configs))
+    configs = [dataclasses.replace(c, threads=threads) for c in configs]
+    if jobs is None:
+        jobs = auto_jobs(threads, gpus_for(base), jobs_per_gpu)
     if collect:
         run_dirs = _collect(configs)
     else:
         todo = [(k, c) for k, c in enumerate(configs, 1) if shard is None or (k - 1) % shard[1] == shard[0] - 1]
-        if jobs > 1:
-            run_dirs = _train_parallel(todo, len(configs), jobs, jobs_per_gpu, on_event)
-        else:
-            run_dirs = _train(todo, len(configs), on_event)
+        with interrupts.watching():  # from the plan on, SIGINT and SIGTERM stop the study cleanly
+            on_event(Event("plan", 0, "", total=len(todo), jobs=min(jobs, len(todo)), threads=threads))
+            if jobs > 1:
+                run_dirs = _train_parallel(todo, len(configs), jobs, jobs_per_gpu, on_event)
+            else:
+                run_dirs = _train(todo, len(configs), on_event)
         if shard is not None:
             return StudyResult(run_dirs, len(configs))
     comparison = _compare(run_dirs, Path(out), base, f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s)")
@@ -154,7 +133,15 @@ def _skipped(k: int, total: int, cfg: FitConfig, state: str, run_dir: Path) -> E
 
 
 def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Event], None]) -> list[Path]:
-    """Train (or resume, or skip) each run, in order; the ETA scales with images x epochs."""
+    """Train (or resume, or skip) each run, in order; the ETA scales with images x epochs. A stop (SIGINT,
+    SIGTERM: interrupts.py) ends the run in training at its epoch boundary, or comes between two runs."""
+    with interrupts.watching() as stop:
+        return _train_serially(todo, total, on_event, stop)
+
+
+def _train_serially(
+    todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Event], None], stop: StopRequest
+) -> list[Path]:
     run_dirs: list[Path] = []
     work_done, seconds_spent = 0.0, 0.0
     remaining = sum(c.frac * c.epochs for _, c in todo)
@@ -171,10 +158,11 @@ def _train(todo: list[tuple[int, FitConfig]], total: int, on_event: Callable[[Ev
         on_event(Event("start", k, cfg.run_name, epochs=cfg.epochs, total=total, message=how, eta_s=eta))
         start = time.perf_counter()
         try:
+            stop.check()
             run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
             on_event(Event("done", k, cfg.run_name, total=total, run_dir=str(run_dir)))
-        except TrainingInterrupted:
-            raise TrainingInterrupted(STUDY_INTERRUPTED) from None
+        except TrainingInterrupted as e:
+            raise TrainingInterrupted(f"{STUDY_INTERRUPTED} ({e.reason})", e.reason, e.signum) from None
         except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
             on_event(Event("diverged", k, cfg.run_name, total=total, message=str(e), run_dir=e.run_dir))
             run_dir = Path(e.run_dir) if e.run_dir else None
@@ -209,8 +197,3 @@ def _train_parallel(
         raise CnnlabError(f"{sum(map(len, failed.values()))} run(s) failed ({causes}); rerun the study to retry them")
     found |= {k: Path(e.run_dir) for k, e in finals.items() if e.run_dir}
     return [found[k] for k in sorted(found)]
-
-
-def format_duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"

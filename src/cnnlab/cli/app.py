@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ..errors import CnnlabError, TrainingInterrupted, first_line
 from . import render
@@ -44,6 +44,13 @@ def _shows_warnings(show: Callable[..., None]) -> Callable[..., None]:
     return show_warning
 
 
+def _is_misconfiguration(e: Exception) -> bool:
+    """Lightning's MisconfigurationException, looked up only if Lightning is loaded: `--help` and option errors
+    never import it (it brings torch: seconds)."""
+    module = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return module is not None and isinstance(e, module.MisconfigurationException)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     render.error(message)
     return typer.Exit(code)
@@ -63,11 +70,13 @@ def command(fn: F) -> F:
         except OSError as e:  # a path the system refuses (not a folder, no permission, disk full): the user can fix it
             where = f"{e.filename}: " if e.filename else ""
             raise _fail(f"{where}{e.strerror or first_line(e)}") from None
-        except MisconfigurationException as e:  # Lightning's word for option values it cannot use
-            raise _fail(f"hardware options: {first_line(e, 300)}") from None
-        except TrainingInterrupted as e:
+        except Exception as e:
+            if _is_misconfiguration(e):  # Lightning's word for option values it cannot use
+                raise _fail(f"hardware options: {first_line(e, 300)}") from None
+            raise
+        except TrainingInterrupted as e:  # exit code 128 + signal, as a shell reports a process a signal ended
             default = "interrupted; the last finished epoch's checkpoint is kept: rerun with --resume"
-            raise _fail(str(e) or default, 130) from None
+            raise _fail(str(e) or default, 128 + e.signum) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None
 

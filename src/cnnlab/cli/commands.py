@@ -7,19 +7,33 @@ from typing import Annotated, Any
 
 import typer
 
+from ..config import study_grid
 from ..errors import CnnlabError
 from . import render
 from .app import command
-from .options import Checkpoint, DataDir, LookupLogdir, TensorBoardOut, Threads, Threshold, fit_config, fit_options
+from .options import (
+    Checkpoint,
+    DataDir,
+    LookupLogdir,
+    TensorBoardOut,
+    Threads,
+    Threshold,
+    fit_config,
+    fit_options,
+    parse_jobs,
+    parse_list,
+    parse_shard,
+)
 
 
 @command
 @fit_options()
 def fit(**options: Any) -> None:
     """Train the exercise's CNN on Fashion-MNIST and record the run for TensorBoard."""
+    cfg = fit_config(options)  # bad values fail here, before torch and Lightning load
     from ..training import fit as fit_run
 
-    result = fit_run(fit_config(options))
+    result = fit_run(cfg)
     if result.history and result.reporter:  # a DDP worker: rank 0 prints the one summary
         render.fit_summary(result)
 
@@ -102,8 +116,13 @@ def study(
         str, typer.Option(help="Language of the report written at the end: en, ja, or both (report_en/, report_ja/).")
     ] = "both",
     jobs: Annotated[
-        int, typer.Option(help="Runs trained at once, each in its own process with cores/N threads (or its own GPU).")
-    ] = 1,
+        str,
+        typer.Option(
+            help="Runs trained at once, each in its own process (or on its own GPU): a number, or auto (as many as "
+            "the cores hold). Each run trains on --threads or cores // grid size threads whatever --jobs, so --jobs "
+            "changes the speed, never the results."
+        ),
+    ] = "auto",
     jobs_per_gpu: Annotated[int, typer.Option(help="With --jobs on GPUs: runs that share one GPU.")] = 1,
     shard: Annotated[
         str | None,
@@ -115,19 +134,20 @@ def study(
     **options: Any,
 ) -> None:
     """Run the exercise's grid (fractions x dropouts x seeds), resumably, and write the comparison and the report."""
-    from ..report import write_report
-    from ..study import parse_list, parse_shard, run_study
-    from ..tblog import board_dir
-
     if shard is not None and collect:
         raise CnnlabError("--shard and --collect: give one; each shard trains, --collect then compares the grid")
-    which = parse_shard(shard) if shard is not None else None
     if lang not in ("en", "ja", "both"):
         raise CnnlabError(f"--lang {lang!r}: unknown; choose en, ja or both")
-    base = fit_config(options)
+    which = parse_shard(shard) if shard is not None else None
+    base, n_jobs = fit_config(options), parse_jobs(jobs)
     grid = (parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds)
-    with render.GridDisplay(jobs) as display:
-        result = run_study(base, *grid, out, display.show, which, collect, jobs, jobs_per_gpu)
+    study_grid(base, *grid)  # every bad value fails here, before torch and Lightning load
+    from ..report import write_report
+    from ..study import run_study
+    from ..tblog import board_dir
+
+    with render.GridDisplay() as display:
+        result = run_study(base, *grid, out, display.show, which, collect, n_jobs, jobs_per_gpu)
     if result.comparison is None and which is not None:  # a shard: the comparison waits for --collect
         render.shard_done(which, len(result.run_dirs), result.grid_size)
         return

@@ -5,6 +5,7 @@ other commands share are Annotated aliases here."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 
 from ..config import FitConfig
+from ..errors import CnnlabError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,9 +43,44 @@ def fit_options(exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
 
 
 def fit_config(options: dict[str, Any], **overrides: Any) -> FitConfig:
-    """The FitConfig the parsed options describe (paths back to strings)."""
+    """The FitConfig the parsed options describe (paths back to strings), its ranges checked before torch loads."""
     values: dict[str, Any] = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-    return FitConfig(**(values | overrides))
+    cfg = FitConfig(**(values | overrides))
+    cfg.validate()
+    return cfg
+
+
+# --- study's own options ----------------------------------------------------------------------------------
+
+
+def parse_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CnnlabError(f"{option} {text!r}: give comma-separated numbers, e.g. 0.2,1.0") from None
+    if not values:
+        raise CnnlabError(f"{option} {text!r}: give at least one value")
+    return values
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise CnnlabError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. 2/4 for the second of four shards")
+    return int(m[1]), int(m[2])
+
+
+def parse_jobs(text: str | int) -> int | None:
+    """--jobs: a count, or "auto" (None: as many runs at once as the machine holds, see auto_jobs)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise CnnlabError(f"--jobs {text!r}: give a number of runs at once, or auto") from None
+    if jobs < 1:
+        raise CnnlabError(f"--jobs {jobs}: must be at least 1 (or auto)")
+    return jobs
 
 
 def _help(name: str) -> str:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..data import CLASS_NAMES
+from ..classes import CLASS_NAMES
 
 if TYPE_CHECKING:
     from ..compare import Comparison
@@ -139,7 +139,7 @@ def study_line(e: Event) -> str | None:
     if e.kind == "skip":
         return f"{where}: {e.message} earlier ({e.run_dir}), skipped"
     if e.kind == "start":
-        from ..study import format_duration
+        from ..fmt import format_duration
 
         return f"{where}: {e.message}" + (f", ETA {format_duration(e.eta_s)}" if e.eta_s is not None else "")
     if e.kind == "diverged":
@@ -152,24 +152,32 @@ class GridDisplay:
     console that is not a terminal (a log file, a batch job), one line per event instead. One run at a time:
     a line per run, as study_line says."""
 
-    def __init__(self, jobs: int, out: Console = console) -> None:
-        self.console, self.jobs = out, jobs
+    def __init__(self, out: Console = console) -> None:
+        self.console, self.jobs = out, 1  # the study's "plan" event says how many runs train at once
         self.rows: dict[int, dict[str, Any]] = {}
         self.live: Any = None
 
     def __enter__(self) -> GridDisplay:
-        if self.jobs > 1 and self.console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=self.console, refresh_per_second=2)
-            self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    def _plan(self, e: Event) -> None:
+        self.jobs = max(1, e.jobs)
+        each = f"{e.threads} CPU thread{'s' if e.threads != 1 else ''} each"
+        plain(f"{e.total} run{'s' if e.total != 1 else ''} in this study, {self.jobs} at a time, {each}")
+        if self.jobs > 1 and self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=2)
+            self.live.__enter__()
+
     def show(self, e: Event) -> None:
+        if e.kind == "plan":
+            self._plan(e)
+            return
         if self.jobs == 1:
             line = study_line(e)
             if line is not None:
@@ -194,7 +202,7 @@ class GridDisplay:
             plain(f"[{e.index}] {e.name}: {what}" + (f": {e.message}" if e.kind in ("failed", "diverged") else ""))
 
     def _table(self) -> Table:
-        from ..study import format_duration
+        from ..fmt import format_duration
 
         table = Table(title=f"cnnlab study, {self.jobs} jobs at once")
         for col in ("#", "run", "state", "epoch", "val loss", "ETA", "on"):
