@@ -67,6 +67,28 @@ def test_test_metrics_are_measured_on_the_best_and_the_last_weights(trained, syn
             assert scalars[f"test/{which}/{split}/acc"][0][1] == pytest.approx(measured["acc"])
 
 
+def test_the_run_keeps_every_test_image_prediction_of_both_checkpoints(trained, synth_dir):
+    # predictions.npz lets the report pair two runs image by image without their checkpoints or the data
+    from cnnlab.checkpoints import load_network
+    from cnnlab.data import FashionMNISTDataModule
+    from cnnlab.evaluation import torch_logits
+    from cnnlab.runs import read_predictions
+
+    info = json.loads((trained.run_dir / "run.json").read_text())
+    pred = read_predictions(trained.run_dir)
+    dm = FashionMNISTDataModule(synth_dir, frac=0.5)
+    for which in ("best", "last"):
+        assert int(pred[f"{which}_epoch"]) == info["test"][which]["epoch"]
+        net = load_network(trained.run_dir, which=which).net
+        for split in ("holdout", "official"):
+            data = dm.eval_set(split)
+            assert pred[f"{which}_{split}"].dtype == "uint8" and len(pred[f"{which}_{split}"]) == len(data.labels)
+            assert (pred[f"{split}_labels"] == data.labels.numpy()).all()
+            assert (pred[f"{which}_{split}"] == torch_logits(net, data.images).argmax(1)).all()
+            acc = (pred[f"{which}_{split}"] == pred[f"{split}_labels"]).mean()
+            assert acc == pytest.approx(info["test"][which][split]["acc"], abs=1e-6)
+
+
 def test_eval_train_measures_without_dropout(trained, synth_dir):
     # train_eval after the last epoch must be the final weights evaluated in eval mode (dropout off) on the training
     # subset; with dropout left on (p = 0.5) the figures would differ.

@@ -1,6 +1,6 @@
-"""The run folder contract, owned here alone: ``<logdir>/<name>/version_N/`` with history.csv, run.json and
-checkpoints/{last,best}.ckpt. Other modules create, find and read runs through these functions; none of them
-builds or parses those paths itself.
+"""The run folder contract, owned here alone: ``<logdir>/<name>/version_N/`` with history.csv, run.json,
+predictions.npz and checkpoints/{last,best}.ckpt. Other modules create, find and read runs through these
+functions; none of them builds or parses those paths itself.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, atomic_write_text
+from .atomic import atomic_path, atomic_write_json, atomic_write_text
 from .errors import CnnlabError
 
 HISTORY = "history.csv"
 RUN_JSON = "run.json"
+PREDICTIONS = "predictions.npz"  # per-image predicted classes of the best and last checkpoints on the test sets
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_CHOICES = ("best", "last")  # best: the epoch of lowest validation loss; last: the final epoch
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
@@ -126,6 +127,29 @@ def write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(run_dir / HISTORY, out.getvalue())
+
+
+def write_predictions(run_dir: Path, arrays: dict[str, Any]) -> None:
+    """predictions.npz: ``{best,last}_{holdout,official}`` (predicted class per image, uint8), ``{split}_labels``
+    and ``{best,last}_epoch``; compressed, a few tens of KB, written atomically."""
+    import numpy as np
+
+    with atomic_path(run_dir / PREDICTIONS) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)  # a file object: numpy would append .npz to a temporary name
+
+
+def read_predictions(run_dir: Path) -> dict[str, Any] | None:
+    """The arrays of predictions.npz, or None for a run recorded without them (older cnnlab, or unfinished)."""
+    import numpy as np
+
+    path = run_dir / PREDICTIONS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise CnnlabError(f"{path}: unreadable ({e}); rerun `cnnlab fit --resume` or delete it") from None
 
 
 def best_row(history: list[dict[str, float]]) -> dict[str, float] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -42,6 +43,7 @@ from .runs import (
     resume_target,
     version_of,
     write_history,
+    write_predictions,
     write_run,
 )
 from .tblog import RunBoard, summary_text
@@ -350,6 +352,7 @@ def fit(
         return result
     measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
     result.test = measured.test
+    write_predictions(run_dir, measured.predictions)  # before "finished": a finished run always has them
     clean_stray_temp(run_dir)
     recorder.write_info(status="finished", test=result.test)
     recorder.start_board()  # a resume with no epoch left to train never started it
@@ -431,6 +434,7 @@ class TestMeasurement:
     test: dict[str, dict[str, Any]]  # {"best"|"last": {"epoch", "holdout": {loss, acc}, "official": {...}}}
     confusion: Any  # (10, 10) on the holdout, best checkpoint's weights
     first_conv: Any  # the best checkpoint's first conv kernels (32, 1, 3, 3)
+    predictions: dict[str, Any]  # predictions.npz's arrays (runs.write_predictions)
 
 
 def measure_test_sets(
@@ -448,10 +452,15 @@ def measure_test_sets(
     if best is not None:
         best_net = model.net if best["epoch"] == len(history) else load_network(checkpoint_path(run_dir, "best")).net
         nets["best"] = (int(best["epoch"]), best_net)
-    out = TestMeasurement({}, None, None)
+    out = TestMeasurement({}, None, None, {})
+    for split in TEST_SPLITS:
+        out.predictions[f"{split}_labels"] = dm.eval_set(split).labels.numpy().astype(np.uint8)
     for which, (epoch, net) in nets.items():  # "best" comes last: its confusion matrix and kernels are kept
+        out.predictions[f"{which}_epoch"] = np.int64(epoch)
         if which == "best" and net is model.net:  # the last epoch was the best: measured already
             out.test["best"] = dict(out.test["last"])
+            for split in TEST_SPLITS:
+                out.predictions[f"best_{split}"] = out.predictions[f"last_{split}"]
             continue
         net.to(device)
         out.test[which] = {"epoch": epoch}
@@ -459,6 +468,7 @@ def measure_test_sets(
             data = dm.eval_set(split)
             logits = torch_logits(net, data.images, device=device)
             out.test[which][split] = loss_and_accuracy(logits, data.labels)
+            out.predictions[f"{which}_{split}"] = logits.argmax(1).astype(np.uint8)
             if split == "holdout":
                 out.confusion = confusion_matrix(logits.argmax(1), data.labels)
         out.first_conv = net.first_conv.weight.detach().cpu().numpy()
