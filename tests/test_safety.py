@@ -210,6 +210,40 @@ def test_numeric_bounds_and_empty_strings(args, ok, synth_dir, in_tmp):
     assert not (in_tmp / "tb_logs").exists() or not list((in_tmp / "tb_logs").rglob("version_*"))
 
 
+@pytest.mark.parametrize("seed, ok", [("-1", False), ("0", True), ("4294967295", True), ("4294967296", False)])
+def test_the_seed_range_is_checked_before_anything_starts(seed, ok, synth_dir, in_tmp):
+    if ok:
+        from cnnlab.config import FitConfig
+
+        FitConfig(seed=int(seed)).validate()
+        return
+    _one_line_exit_2(runner.invoke(app, ["fit", "--seed", seed, "--data-dir", str(synth_dir)]), f"--seed {seed}")
+    assert not (in_tmp / "tb_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [({"name": "x", "status": "finished"}, "'config' is missing"),
+     ({"config": {"frac": 0.2}}, "'config.dropout' is missing"),
+     ({"config": {"frac": "0.2"}}, "'config.frac' is \"0.2\", not a number"),
+     ({"config": "frac=0.2"}, "'config'"),
+     ([1, 2], "not a JSON object")],
+)  # fmt: skip
+def test_a_foreign_or_hand_edited_run_record_is_one_line_naming_the_field(record, field, tmp_path, in_tmp):
+    from cnnlab.runs import write_history
+
+    full = {"frac": 0.2, "dropout": 0.0, "epochs": 1, "batch_size": 32, "lr": 1e-4, "optimizer": "rmsprop",
+            "init": "keras", "val_split": 0.1, "seed": 42}  # fmt: skip
+    if isinstance(record, dict) and isinstance(record.get("config"), dict) and len(record["config"]) == 1:
+        record = {"config": full | record["config"]} if "dropout" not in field else record
+    run = tmp_path / "r" / "version_0"
+    run.mkdir(parents=True)
+    write_history(run, [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}])
+    (run / "run.json").write_text(json.dumps(record))
+    for command in (["report", str(run), "--out", "rep"], ["compare", str(run), str(run)]):
+        _one_line_exit_2(runner.invoke(app, command), "run.json", field)
+
+
 @pytest.mark.parametrize(
     ("make", "args", "needle"),
     [

@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 
 FINAL = ("done", "diverged", "failed", "interrupted")
 STUDY_INTERRUPTED = "interrupted; every run keeps its last finished epoch: rerun the same study command to resume"
+
+
+def study_interrupted(reason: str, signum: int) -> TrainingInterrupted:
+    """A study's stop, as the CLI says it: the one message, with what stopped it."""
+    return TrainingInterrupted(STUDY_INTERRUPTED + (f" ({reason})" if reason else ""), reason, signum)
+
+
 INTERRUPT_WAIT_S = 900  # how long the parent waits for workers to stop after Ctrl-C (an epoch commit at most)
 
 
@@ -276,7 +284,7 @@ def run_parallel(
             pool.drain(0.2)
             pool.close()
         if stop.reason is not None:
-            raise TrainingInterrupted(f"{STUDY_INTERRUPTED} ({stop.reason})", stop.reason, stop.signum or 2)
+            raise study_interrupted(stop.reason, stop.signum or signal.SIGINT)
     for index, name in pool.pending.items():  # no worker reported it: all of them died
         pool.finals[index] = Event("failed", index, name, message="no worker process was left to train it")
     return pool.finals

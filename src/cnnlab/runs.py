@@ -98,12 +98,68 @@ def clean_stray_temp(run_dir: Path) -> None:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
+    """run.json, checked (check_record): every reader of a run record goes through here."""
+    path = run_dir / RUN_JSON
     try:
-        info = json.loads((run_dir / RUN_JSON).read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise CnnlabError(f"{run_dir / RUN_JSON}: unreadable ({e}); is this a cnnlab run folder?") from None
+        raise CnnlabError(f"{path}: unreadable ({e}); is this a cnnlab run folder?") from None
+    return check_record(info, path)
+
+
+_NUMBER, _INT, _TEXT, _REAL = "a number", "a whole number", "a text", "a number, inf or NaN"
+# The settings every reader of a run record may use, and what each must be.
+RECORD_SETTINGS = {"frac": _NUMBER, "dropout": _NUMBER, "epochs": _INT, "batch_size": _INT, "lr": _NUMBER,
+                   "optimizer": _TEXT, "init": _TEXT, "val_split": _NUMBER, "seed": _INT}  # fmt: skip
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) if kind == _INT else kind == _REAL or math.isfinite(value)
+
+
+def _wrong(path: Path, field: str, value: Any, kind: str) -> CnnlabError:
+    what = "missing" if value is None else f"{json.dumps(value)[:40]}, not {kind}"
+    return CnnlabError(f"{path}: field '{field}' is {what}; not a run record cnnlab wrote (or edited by hand)")
+
+
+def check_record(info: Any, path: Path) -> dict[str, Any]:
+    """The one check of a run record's contents, naming the file and the first missing or wrong field: the
+    settings readers use (in ``config``, or ``hparams`` for the oldest records), and when present the status,
+    per-epoch seconds and test results."""
     if not isinstance(info, dict):
-        raise CnnlabError(f"{run_dir / RUN_JSON}: not a JSON object")
+        raise CnnlabError(f"{path}: not a JSON object; not a run record cnnlab wrote")
+    if not isinstance(info.get("config", {}), dict) or not isinstance(info.get("hparams", {}), dict):
+        raise _wrong(path, "config", info.get("config"), "an object of settings")
+    if "config" not in info and "hparams" not in info:
+        raise _wrong(path, "config", None, "an object of settings")
+    found = settings(info)
+    for key, kind in RECORD_SETTINGS.items():
+        if not _is(found.get(key), kind):
+            raise _wrong(path, f"config.{key}", found.get(key), kind)
+    if "status" in info and info["status"] not in RUN_STATUSES:
+        raise _wrong(path, "status", info["status"], f"one of {', '.join(RUN_STATUSES)}")
+    seconds = info.get("epoch_seconds", [])
+    if not isinstance(seconds, list) or not all(_is(v, _NUMBER) for v in seconds):
+        raise _wrong(path, "epoch_seconds", seconds, "a list of numbers")
+    test = info.get("test", {})
+    if not isinstance(test, dict):
+        raise _wrong(path, "test", test, "an object")
+    for which, measured in test.items():
+        if not isinstance(measured, dict):
+            raise _wrong(path, f"test.{which}", measured, "an object")
+        # {"best": {"epoch": 3, "holdout": {"loss", "acc"}, ...}, ...}; cnnlab 0.1: {"holdout": {"loss", "acc"}}
+        old_layout = "acc" in measured or "loss" in measured
+        entries = {which: measured} if old_layout else {f"{which}.{k}": v for k, v in measured.items() if k != "epoch"}
+        for where, figures in entries.items():
+            for metric in ("loss", "acc"):
+                value = figures.get(metric) if isinstance(figures, dict) else None
+                if not _is(value, _REAL):  # a diverging net's test loss may be inf: still a measurement
+                    raise _wrong(path, f"test.{where}.{metric}", value, _NUMBER)
     return info
 
 

@@ -15,7 +15,7 @@ from .compare import Comparison, compare_runs
 from .config import study_grid
 from .errors import CnnlabError, TrainingInterrupted
 from .interrupts import StopRequest
-from .jobs import STUDY_INTERRUPTED, Event, Task, auto_jobs, check_jobs, gpus_for, run_parallel, threads_per_run
+from .jobs import Event, Task, auto_jobs, check_jobs, gpus_for, run_parallel, study_interrupted, threads_per_run
 from .lit import NonFiniteLoss
 from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from .tblog import board_dir
@@ -162,7 +162,7 @@ def _train_serially(
             run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
             on_event(Event("done", k, cfg.run_name, total=total, run_dir=str(run_dir)))
         except TrainingInterrupted as e:
-            raise TrainingInterrupted(f"{STUDY_INTERRUPTED} ({e.reason})", e.reason, e.signum) from None
+            raise study_interrupted(e.reason, e.signum) from None
         except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
             on_event(Event("diverged", k, cfg.run_name, total=total, message=str(e), run_dir=e.run_dir))
             run_dir = Path(e.run_dir) if e.run_dir else None

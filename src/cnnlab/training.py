@@ -8,10 +8,9 @@ import logging
 import os
 import platform
 import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from . import __version__
+from . import __version__, interrupts
 from .atomic import atomic_path
 from .checkpoints import load_checkpoint_dict, load_network
 from .config import FitConfig
@@ -32,6 +32,7 @@ from .data import FashionMNISTDataModule
 from .errors import CnnlabError, TrainingInterrupted, first_line
 from .evaluation import confusion_matrix, loss_and_accuracy, torch_logits
 from .hardware import Precision, choose_precision, describe, set_threads
+from .interrupts import StopRequest
 from .lit import FashionClassifier, NonFiniteLoss
 from .runs import (
     RUN_JSON,
@@ -137,20 +138,20 @@ class RunRecorder(Callback):
         for key in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
             if key in metrics:
                 row[key.replace("/", "_")] = metrics[key]
-        with _commit():
-            self.history.append(row)
-            self.epoch_seconds.append(round(self._train_seconds, 4))
-            # Every rank sees the same synced metrics, so every rank takes part in the same saves.
-            if best_row(self.history) is row:
-                trainer.save_checkpoint(checkpoint_path(self.run_dir, "best"), weights_only=True)
-            if trainer.is_global_zero:
-                write_history(self.run_dir, self.history)
-                self.write_info(status="running")
-                if self.board is not None:
-                    self.board.epoch(row, self._train_seconds)
-                if self.observer is not None:
-                    self.observer(row, self._train_seconds)
-            trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
+        # The commit. It holds no stop point (interrupts.py), so a signal never cuts it short.
+        self.history.append(row)
+        self.epoch_seconds.append(round(self._train_seconds, 4))
+        # Every rank sees the same synced metrics, so every rank takes part in the same saves.
+        if best_row(self.history) is row:
+            trainer.save_checkpoint(checkpoint_path(self.run_dir, "best"), weights_only=True)
+        if trainer.is_global_zero:
+            write_history(self.run_dir, self.history)
+            self.write_info(status="running")
+            if self.board is not None:
+                self.board.epoch(row, self._train_seconds)
+            if self.observer is not None:
+                self.observer(row, self._train_seconds)
+        trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
@@ -163,6 +164,31 @@ class RunRecorder(Callback):
             updated=_now(),
         )
         write_run(self.run_dir, self.info)
+
+
+class StopAtBatch(Callback):
+    """The stop points of a training (interrupts.py): the start of every training and validation batch. Under DDP
+    every rank stops at the same batch: any rank's request stops them all."""
+
+    def __init__(self, stop: StopRequest) -> None:
+        self.stop = stop
+
+    def _check(self, trainer: L.Trainer) -> None:
+        stopping = self.stop.reason is not None
+        if trainer.world_size > 1:
+            stopping = trainer.strategy.reduce_boolean_decision(stopping, all=False)
+        if stopping:
+            raise TrainingInterrupted(reason=self.stop.reason or "another rank was stopped", signum=self.signum)
+
+    @property
+    def signum(self) -> int:
+        return self.stop.signum or signal.SIGINT
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._check(trainer)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._check(trainer)
 
 
 class _ProgressBar(RichProgressBar):
@@ -183,44 +209,6 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utiliti
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-_interrupt = {"deferring": False, "pending": False}
-
-
-@contextlib.contextmanager
-def _sigint_stops_training() -> Iterator[None]:
-    """Ctrl-C raises TrainingInterrupted: the epoch in progress is dropped, the last checkpoint stays."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if _interrupt["deferring"]:  # inside an epoch's commit: finish writing it first
-            _interrupt["pending"] = True
-            return
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
-        raise TrainingInterrupted
-
-    if threading.current_thread() is not threading.main_thread():  # signals can only be caught there
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        _interrupt.update(deferring=False, pending=False)
-
-
-@contextlib.contextmanager
-def _commit() -> Iterator[None]:
-    """history.csv, run.json and last.ckpt of one epoch are written together: Ctrl-C waits until they are."""
-    _interrupt["deferring"] = True
-    try:
-        yield
-    finally:
-        _interrupt["deferring"] = False
-    if _interrupt["pending"]:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise TrainingInterrupted
 
 
 def _worker_run_dir() -> Path | None:
@@ -262,7 +250,15 @@ def prepare(cfg: FitConfig) -> tuple[FashionMNISTDataModule, FashionClassifier]:
     return dm, model
 
 
-def _trainer(cfg: FitConfig, recorder: RunRecorder, precision: str) -> L.Trainer:
+def _slurm_without_requeue() -> list[Any]:
+    """On SLURM, Lightning's environment without its auto-requeue: on SIGUSR1 that saves a mid-epoch checkpoint of
+    its own and calls `scontrol requeue`; a run resumes from its own last epoch instead (README: requeueing)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
+def _trainer(cfg: FitConfig, recorder: RunRecorder, precision: str, stop: StopRequest) -> L.Trainer:
     """The Trainer, built before the run folder exists: bad hardware options fail without leaving one."""
     devices: Any = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices
     try:
@@ -274,9 +270,9 @@ def _trainer(cfg: FitConfig, recorder: RunRecorder, precision: str) -> L.Trainer
             strategy=cfg.strategy,
             precision=precision,  # type: ignore[arg-type]
             logger=False,  # RunRecorder writes TensorBoard's files (tblog.py), Keras' layout
-            callbacks=[recorder, *([_ProgressBar()] if cfg.progress else [])],
+            callbacks=[recorder, StopAtBatch(stop), *([_ProgressBar()] if cfg.progress else [])],
             enable_checkpointing=False,  # RunRecorder writes best.ckpt and last.ckpt
-            plugins=[AtomicCheckpointIO()],
+            plugins=[AtomicCheckpointIO(), *_slurm_without_requeue()],
             num_sanity_val_steps=0,
             enable_progress_bar=cfg.progress,
             enable_model_summary=cfg.progress,
@@ -297,7 +293,8 @@ def _run_info(
 ) -> dict[str, Any]:
     assert dm.split is not None
     info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": _now()}
-    info.pop("message", None)  # a resumed run's earlier failure no longer describes it
+    for stale in ("message", "interrupted_by"):  # a resumed run's earlier ending no longer describes it
+        info.pop(stale, None)
     info.update(
         name=run_dir.parent.name,  # the folder's name: a resumed run keeps it whatever its epochs
         version=version_of(run_dir),
@@ -329,7 +326,19 @@ def fit(
     With ``cfg.resume``, continues ``resume_dir`` or else the latest version of the run with a last checkpoint.
     Every check (settings, data, hardware) runs before a new run folder is created. ``observer(row, seconds)`` is
     called after each epoch is committed (history row, training seconds), in the process that records the run.
+    SIGINT and SIGTERM stop it at an epoch boundary (interrupts.py): the run is recorded ``interrupted`` with the
+    reason, resumable, and TrainingInterrupted is raised.
     """
+    with interrupts.watching() as stop:
+        return _fit(cfg, resume_dir, observer, stop)
+
+
+def _fit(
+    cfg: FitConfig,
+    resume_dir: Path | None,
+    observer: Callable[[dict[str, float], float], None] | None,
+    stop: StopRequest,
+) -> FitResult:
     cfg.validate()
     run_dir = _worker_run_dir()
     if cfg.resume:
@@ -343,14 +352,18 @@ def fit(
     dm, model = prepare(cfg)
     recorder = RunRecorder()
     recorder.observer = observer
-    trainer = _trainer(cfg, recorder, precision.used)
+    trainer = _trainer(cfg, recorder, precision.used, stop)
+    stop.check()  # asked to stop while the data loaded: no run folder is made
     run_dir = _open_run_folder(cfg, trainer, recorder, run_dir, dm, model, precision)
     status = _train(cfg, trainer, recorder, model, dm)
     result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
     if not trainer.is_global_zero or recorder.board is None:
         result.reporter = False
         return result
-    measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device)
+    try:
+        measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device, stop.check)
+    except TrainingInterrupted as e:  # every epoch is committed: --resume only measures the test sets
+        raise _record_stop(recorder, e) from None
     result.test = measured.test
     write_predictions(run_dir, measured.predictions)  # before "finished": a finished run always has them
     clean_stray_temp(run_dir)
@@ -386,21 +399,23 @@ def _open_run_folder(
 def _train(
     cfg: FitConfig, trainer: L.Trainer, recorder: RunRecorder, model: FashionClassifier, dm: FashionMNISTDataModule
 ) -> str:
-    """Lightning's fit, with Ctrl-C stopping at the epoch boundary; any other ending is recorded in run.json."""
+    """Lightning's fit; a stop (interrupts.py) ends it at the epoch boundary, any other ending is recorded too."""
     run_dir = recorder.run_dir
     os.environ[_RUN_DIR_ENV] = str(run_dir)
     status = "failed"  # until fit returns: a crash of any kind is recorded as one
     try:
-        with _sigint_stops_training(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory batches need none
             warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")  # Lightning vs newer torch
             last = checkpoint_path(run_dir, "last")
             trainer.fit(model, datamodule=dm, ckpt_path=last if cfg.resume else None, weights_only=True)
         status = "finished"
-    except TrainingInterrupted:
+    except (TrainingInterrupted, SIGTERMException) as e:  # Lightning raises the latter on SIGTERM itself
         status = "interrupted"
-        raise
+        if not isinstance(e, TrainingInterrupted):
+            e = TrainingInterrupted(reason="SIGTERM", signum=signal.SIGTERM)
+        raise _record_stop(recorder, e, write=False) from None
     except CnnlabError as e:
         recorder.info["message"] = str(e)
         if isinstance(e, NonFiniteLoss):
@@ -414,6 +429,19 @@ def _train(
             if recorder.board is not None:
                 recorder.board.close()
     return status
+
+
+def _record_stop(recorder: RunRecorder, e: TrainingInterrupted, write: bool = True) -> TrainingInterrupted:
+    """run.json says why the run stopped and how to go on; the returned error says the same in one line."""
+    done = len(recorder.history)
+    where = f"after epoch {done}" if done else "before its first epoch"
+    how = "`cnnlab fit --resume` continues from there" if done else "nothing to resume: start it anew"
+    recorder.info.update(interrupted_by=e.reason, message=f"stopped by {e.reason} {where}; {how}")
+    if write and recorder.board is not None:  # rank 0 (_train's own ending writes in its finally)
+        recorder.write_info(status="interrupted")
+        recorder.board.close()
+    message = f"interrupted by {e.reason} {where}; the last finished epoch's checkpoint is kept: rerun with --resume"
+    return TrainingInterrupted(message if done else f"interrupted by {e.reason} {where}", e.reason, e.signum)
 
 
 def _board_figures(measured: TestMeasurement) -> dict[str, Any]:
@@ -443,10 +471,12 @@ def measure_test_sets(
     run_dir: Path,
     history: list[dict[str, float]],
     device: torch.device,
+    check: Callable[[], None] = lambda: None,
 ) -> TestMeasurement:
     """Loss and accuracy on the holdout and the official test set, for the last epoch's weights and for the best
     checkpoint's (what `export RUN` and `evaluate RUN` use by default), on the device that trained them; the
-    confusion matrix and first-layer kernels of the best checkpoint (the last epoch's without one)."""
+    confusion matrix and first-layer kernels of the best checkpoint (the last epoch's without one); every image's
+    predicted class. ``check`` runs before each evaluation (it raises to stop)."""
     best = best_row(history)
     nets = {"last": (len(history), model.net)}
     if best is not None:
@@ -465,6 +495,7 @@ def measure_test_sets(
         net.to(device)
         out.test[which] = {"epoch": epoch}
         for split in TEST_SPLITS:
+            check()  # a stop point between evaluations (interrupts.py)
             data = dm.eval_set(split)
             logits = torch_logits(net, data.images, device=device)
             out.test[which][split] = loss_and_accuracy(logits, data.labels)
