@@ -155,10 +155,13 @@ def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
     os.setpgrp()
     with interrupts.watching(shared=stop) as request:
         interrupts.unblock()
-        for logger in ("lightning.pytorch", "lightning.fabric"):  # "GPU available: ..." x N garbles the display
-            logging.getLogger(logger).setLevel(logging.WARNING)
         from .lit import NonFiniteLoss
         from .training import fit
+
+        # After the imports: importing Lightning sets its loggers to INFO ("GPU available: ..." x N, garbling
+        # the parent's display).
+        for logger in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
 
         while request.reason is None:
             task = tasks.get()
