@@ -44,3 +44,11 @@ for lang in en ja; do
   cnnlab report docs/exercise/runs/*/version_0 --out "docs/exercise/report_$lang" --lang "$lang" --keras docs/exercise/keras3_40.json
   cnnlab report docs/exercise/runs_tf/*/version_0 --out "docs/exercise/report_tf_$lang" --lang "$lang" --keras docs/exercise/keras3_40.json
 done
+# 2026-12-01, reruns/ (per-image predictions for the report's paired tests), with the new default path
+# (study --jobs auto: two runs at a time, one thread each, on the two cores):
+cnnlab study --epochs 40 --fracs 0.2 --dropouts 0,0.5 --seeds 3 --logdir tb_reruns --out study_reruns_ab --lang en
+for run in tb_reruns/frac0.2_drop*/version_0; do
+  mkdir -p "docs/exercise/reruns/runs/${run#tb_reruns/}"
+  cp "$run"/run.json "$run"/history.csv "$run"/predictions.npz "docs/exercise/reruns/runs/${run#tb_reruns/}/"
+done
+# still to run: cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --logdir tb_reruns; cnnlab fit --frac 0.2 --epochs 400
