@@ -98,7 +98,9 @@ def _feature_maps(stem: Stem, name: str, rgb: np.ndarray, out: Path, title: str)
         figures.plot_maps(
             act, out / f"{name}_activation_1.png", f"{name}: activation_1 ({stem.title})", signed=False, dead=dead
         ),
-        figures.plot_overview(shown, stem.weight, act, out / f"{name}_overview.png", f"{name}: {title}", dead),
+        figures.plot_overview(
+            shown, stem.weight, act, out / f"{name}_overview.png", f"{name}: {title}", dead, stem.activation
+        ),
     ]
     return info, files
 
@@ -146,7 +148,7 @@ def run_filters(
     inputs += [(p, make_probe(p, stem.size)) for p in chosen]
     out = Path(out)
     result = FiltersResult(stem.title, out, describe_filters(stem.weight))
-    title = f"{stem.title}: first conv layer"
+    title = f"{stem.network} first conv layer ({stem.title})"
     result.files.append(figures.plot_filters(stem.weight, result.filters, out / "filters.png", normalize, title))
     if stem.channels == 3:
         result.files.append(figures.plot_filters_rgb(stem.weight, out / "filters_rgb.png", title))
@@ -158,6 +160,8 @@ def run_filters(
     summary = {
         "title": stem.title,
         "random_weights": stem.random,
+        "network": stem.network,
+        "activation": stem.activation,
         "category_rule": CATEGORY_RULE,
         "filters": result.filters,
         "images": result.images,

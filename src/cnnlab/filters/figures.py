@@ -70,7 +70,13 @@ def plot_maps(maps: Any, path: str | os.PathLike[str], title: str, signed: bool,
 
 
 def plot_overview(
-    shown: np.ndarray, weight: Any, act: Any, path: str | os.PathLike[str], title: str, dead: list[int]
+    shown: np.ndarray,
+    weight: Any,
+    act: Any,
+    path: str | os.PathLike[str],
+    title: str,
+    dead: list[int],
+    activation: str = "BN + ReLU",
 ) -> Path:
     """Per filter, as the exercise shows it: input | filter colour | feature map after the activation."""
     w, a = weight.numpy(), act.numpy()
@@ -86,7 +92,7 @@ def plot_overview(
         for ax in (ax_in, ax_f, ax_map):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{title}\neach triple: input | filter | feature map after BN + ReLU (shared scale)", fontsize=10)
+    fig.suptitle(f"{title}\neach triple: input | filter | feature map after {activation} (shared scale)", fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.25)
     return save_figure(fig, path)
 

@@ -28,6 +28,8 @@ class Stem:
     size: int  # input side: 299 or 28
     run_stem: Callable[[torch.Tensor], Any]  # runs only as far as activation_1
     run_full: Callable[[torch.Tensor], Any]
+    activation: str = "BN + ReLU"  # what activation_1 is taken after (InceptionV3's stem block)
+    network: str = "InceptionV3"
 
     @property
     def weight(self) -> torch.Tensor:  # (32, C, 3, 3)
@@ -148,7 +150,7 @@ def load_checkpoint_stem(source: str) -> Stem:
     net = loaded.net
     conv, relu = net.layers[0], net.layers[1]
     return Stem(
-        f"cnnlab {loaded.name} first conv layer",
+        f"cnnlab {loaded.name}",
         False,
         net,
         conv,
@@ -156,6 +158,8 @@ def load_checkpoint_stem(source: str) -> Stem:
         28,
         run_stem=lambda x: relu(conv(x)),
         run_full=net,
+        activation="ReLU",  # the Fashion-MNIST network has no batch norm
+        network="Fashion-MNIST CNN",
     )
 
 
