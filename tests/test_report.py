@@ -1,176 +1,170 @@
-"""`cnnlab report`: findings follow the data both ways, in English and Japanese; the HTML stands alone."""
+"""`cnnlab report`: verdicts from the curve's tail and from tests, in a five-section report in two languages."""
 
 import json
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnnlab.atomic import atomic_write_json
 from cnnlab.cli import app
+from cnnlab.compare import load_runs
 from cnnlab.report import write_report
-from cnnlab.runs import write_history
+from cnnlab.report.findings import compute
+from cnnlab.text import LANGS, catalog, fields_of, flatten
+from runfolders import flat, make_run, rising
 
 runner = CliRunner()
 
 
-def _run(logdir, frac, dropout, last, seed=42, first_val_loss=None, epochs=2):
-    """A hand-written run whose last epoch has the given figures (train_loss, train_acc, val_loss, val_acc)."""
-    name = f"frac{frac}_drop{dropout}_seed{seed}"
-    run = logdir / name / "version_0"
-    run.mkdir(parents=True)
-    first = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.6, "val_loss": first_val_loss or 0.9, "val_acc": 0.6}
-    rows = [first] + [dict(first, epoch=e) for e in range(2, epochs)] + [{"epoch": epochs, **last}]
-    write_history(run, rows)
-    config = {"frac": frac, "dropout": dropout, "seed": seed, "epochs": epochs, "batch_size": 32, "lr": 1e-4,
-              "optimizer": "rmsprop", "init": "keras", "val_split": 0.1, "precision": "32-true"}  # fmt: skip
-    atomic_write_json(run / "run.json", {"name": name, "status": "finished", "config": config,
-                                         "split": {"train": 9000, "val": 1000, "holdout": 10000, "official": 10000},
-                                         "epoch_seconds": [3.0] * epochs})  # fmt: skip
-    return str(run)
+def _findings(run_dirs):
+    return compute(load_runs([str(r) for r in run_dirs]))
 
 
-def _fig(train_loss=0.3, train_acc=0.9, val_loss=0.5, val_acc=0.85):
-    return {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
+def _one_epoch_rule(curve, threshold=10.0):
+    return 100 * (curve[-1] / min(curve) - 1) > threshold
 
 
-def _findings(tmp_path, runs, lang="en"):
-    result = write_report(runs, tmp_path / f"out_{lang}", lang=lang)
-    return {(f.id, json.dumps(f.scope, sort_keys=True)): f for f in result.findings}, result
+@pytest.mark.parametrize("case", ["spike", "dip"])
+def test_overfitting_is_judged_on_the_tail_where_one_epoch_gets_it_wrong(tmp_path, case):
+    if case == "spike":  # flat curve, one bad last epoch: the one-epoch rule says overfitting
+        curve, overfits = flat() + [0.6], False
+    else:  # a steady climb that dips at the last epoch: the one-epoch rule says none
+        curve, overfits = rising() + [0.31], True
+    assert _one_epoch_rule(curve) is not overfits
+    for variant, values in (("all", curve), ("without_last", curve[:-1])):
+        run = make_run(tmp_path / variant, val_loss=values)
+        (e,) = _findings([run]).experiments
+        assert e.verdict == ("overfits" if overfits else "none"), (variant, e.tails)
 
 
-def _one(found, fid):
-    (f,) = [f for (i, _), f in found.items() if i == fid]
-    return f
-
-
-# Each dropout finding, with a dropout run that makes it hold and one that makes it fail.
-DROPOUT_CASES = {
-    "dropout_lowers_val_loss": (_fig(val_loss=0.4), _fig(val_loss=0.6)),
-    "dropout_raises_train_loss": (_fig(train_loss=0.5), _fig(train_loss=0.2)),
-    "dropout_lowers_train_acc": (_fig(train_acc=0.8), _fig(train_acc=0.95)),
-    "dropout_raises_val_acc": (_fig(val_acc=0.88), _fig(val_acc=0.82)),
-    "dropout_narrows_gap": (_fig(train_acc=0.86, val_acc=0.85), _fig(train_acc=0.99, val_acc=0.80)),
-}
-
-
-@pytest.mark.parametrize("fid", sorted(DROPOUT_CASES))
-@pytest.mark.parametrize("holds", [True, False])
-def test_dropout_findings_follow_the_data(tmp_path, fid, holds):
+def test_the_dropout_comparison_uses_the_per_image_test_and_names_it(tmp_path):
     logdir = tmp_path / "tb"
-    base = _run(logdir, 0.2, 0.0, _fig())
-    other = _run(logdir, 0.2, 0.5, DROPOUT_CASES[fid][0 if holds else 1])
-    found, _ = _findings(tmp_path, [base, other])
-    f = _one(found, fid)
-    assert f.holds is holds and f.distinguishable is None
-    assert ("did not" not in f.sentence["en"]) is holds
-    assert ("なかった" not in f.sentence["ja"]) is holds
-    before, after = f.figures["before"]["mean"], f.figures["after"]["mean"]
-    assert f"{before:.4f}" in f.sentence["en"] and f"{after:.4f}" in f.sentence["ja"]
+    base_right = [np.random.default_rng(s).random(10_000) < 0.85 for s in range(3)]
+    runs = []
+    for i, seed in enumerate((1, 2, 3)):
+        runs.append(make_run(logdir, 0.2, 0.0, seed, val_loss=rising(), base_right=base_right[i]))
+        runs.append(make_run(logdir, 0.2, 0.5, seed, val_loss=flat(), base_right=base_right[i], flip=150))
+    f = _findings(runs)
+    (c,) = f.comparisons
+    e = c.primary
+    assert e.test == "exact McNemar" and e.pairs == 3 and e.images == 30_000 and e.seeds == (3, 3)
+    assert e.difference == pytest.approx(0.015) and e.low < 0.015 < e.high and e.p_value < 1e-10
+    assert e.verdict == "holds"
+    assert c.effects["val_loss"].test == "Welch t" and c.effects["val_loss"].verdict == "holds"
+    out = write_report([str(r) for r in runs], tmp_path / "rep", lang="en")
+    data = json.loads((out.out / "findings.json").read_text())
+    for comp in data["comparisons"]:  # every comparison names its test, its interval or p, its seeds
+        for effect in comp["effects"].values():
+            assert effect["test"] in ("exact McNemar", "Welch t", "none") and effect["seeds"]
+            assert effect["test"] == "none" or effect["p_value"] is not None and effect["low"] is not None
+    md = (out.out / "REPORT.md").read_text()
+    assert "exact McNemar test on 30,000 paired holdout predictions (3 seed pairs)" in md
 
 
-DATA_CASES = {
-    "more_data_lowers_val_loss": (_fig(val_loss=0.35), _fig(val_loss=0.7)),
-    "more_data_raises_val_acc": (_fig(val_acc=0.9), _fig(val_acc=0.8)),
-    "more_data_narrows_gap": (_fig(train_acc=0.9, val_acc=0.88), _fig(train_acc=0.99, val_acc=0.8)),
-}
-
-
-@pytest.mark.parametrize("fid", sorted(DATA_CASES))
-@pytest.mark.parametrize("holds", [True, False])
-def test_more_data_findings_follow_the_data(tmp_path, fid, holds):
+def test_a_one_seed_comparison_is_marked_and_never_claimed(tmp_path):
     logdir = tmp_path / "tb"
-    small = _run(logdir, 0.2, 0.0, _fig())
-    large = _run(logdir, 1.0, 0.0, DATA_CASES[fid][0 if holds else 1])
-    f = _one(_findings(tmp_path, [small, large])[0], fid)
-    assert f.holds is holds and ("did not" not in f.sentence["en"]) is holds
-    assert f.scope["frac"] == [0.2, 1.0]
+    a = make_run(logdir, 1.0, 0.0, 42, val_loss=rising(), train_acc=0.99)
+    b = make_run(logdir, 1.0, 0.5, 42, val_loss=flat())
+    f = _findings([a, b])
+    (c,) = f.comparisons
+    assert all(e.test == "none" and e.verdict == "one seed" and e.p_value is None for e in c.effects.values())
+    report = write_report([str(a), str(b)], tmp_path / "ja", lang="ja")
+    md = (report.out / "REPORT.md").read_text()
+    assert "なし（シード 1 個）" in md and "シード 1 個のため検定なし" in md
 
 
-@pytest.mark.parametrize("holds", [True, False])
-def test_overfitting_follows_the_validation_loss(tmp_path, holds):
+def test_a_small_difference_is_not_significant(tmp_path):
     logdir = tmp_path / "tb"
-    run = _run(logdir, 0.2, 0.0, _fig(val_loss=0.7 if holds else 0.41), first_val_loss=0.4, epochs=3)
-    a = _run(logdir, 0.2, 0.5, _fig())
-    f = next(f for (i, s), f in _findings(tmp_path, [run, a])[0].items() if i == "overfitting" and "drop0.0" in s)
-    assert f.holds is holds and f.figures["min_val_loss_epoch"]["mean"] == 1
-    assert ("overfitting from about epoch 1" in f.sentence["en"]) is holds
-    assert ("過学習している" in f.sentence["ja"]) is holds and ("過学習とは言えない" in f.sentence["ja"]) is not holds
+    right = np.random.default_rng(0).random(10_000) < 0.85
+    a = make_run(logdir, 0.2, 0.0, 1, val_loss=flat(), base_right=right)
+    b = make_run(logdir, 0.2, 0.5, 1, val_loss=flat(), base_right=right, flip=5)
+    (c,) = _findings([a, b]).comparisons
+    assert c.primary.test == "exact McNemar" and c.primary.verdict == "not significant"
 
 
-@pytest.mark.parametrize("agree", [True, False])
-def test_best_model_by_loss_and_by_accuracy(tmp_path, agree):
+def test_claims_follow_the_findings(tmp_path):
     logdir = tmp_path / "tb"
-    a = _run(logdir, 0.2, 0.0, _fig(val_loss=0.3, val_acc=0.9))
-    b = _run(logdir, 0.2, 0.5, _fig(val_loss=0.5, val_acc=0.8 if agree else 0.95))
-    f = _one(_findings(tmp_path, [a, b])[0], "best_model")
-    assert f.figures["by_val_loss"].startswith("frac0.2_drop0.0")
-    assert f.figures["by_val_acc"].startswith("frac0.2_drop0.0" if agree else "frac0.2_drop0.5")
-    assert ("disagree" in f.sentence["en"]) is not agree
+    right = [np.random.default_rng(s).random(10_000) < 0.86 for s in range(2)]
+    runs = []
+    for i, seed in enumerate((1, 2)):
+        runs.append(make_run(logdir, 0.2, 0.0, seed, val_loss=rising(), train_acc=0.995, base_right=right[i]))
+        runs.append(make_run(logdir, 0.2, 0.5, seed, val_loss=flat(), train_acc=0.9, base_right=right[i], flip=200))
+    result = write_report([str(r) for r in runs], tmp_path / "rep", lang="en")
+    verdicts = {c.id: c.verdict for c in result.claims}
+    assert verdicts["a_overfits"] == "confirmed" and verdicts["a_train_acc_near_100"] == "confirmed"
+    assert verdicts["b_raises_val_acc"] == "confirmed" and verdicts["b_lowers_train_acc"] == "confirmed"
+    assert verdicts["c_best_above_90"] == "untested" and verdicts["a_long_val_acc_higher"] == "untested"
 
 
-def test_an_effect_within_the_seed_spread_is_not_distinguishable(tmp_path):
+def test_a_long_run_is_compared_with_its_short_run(tmp_path):
     logdir = tmp_path / "tb"
-    # validation accuracy: no dropout 0.80 / 0.90 (std 0.07), dropout 0.84 / 0.88 (std 0.03): a +0.01 effect
-    base = [_run(logdir, 0.2, 0.0, _fig(val_acc=v), seed=s) for s, v in ((1, 0.80), (2, 0.90))]
-    drop = [
-        _run(logdir, 0.2, 0.5, _fig(val_acc=v, val_loss=vl), seed=s) for s, v, vl in ((1, 0.84, 0.30), (2, 0.88, 0.31))
-    ]
-    found, _ = _findings(tmp_path, base + drop)
-    f = _one(found, "dropout_raises_val_acc")
-    assert f.distinguishable is False and f.holds is False
-    assert "not distinguishable from seed-to-seed variation" in f.sentence["en"] and "区別できない" in f.sentence["ja"]
-    assert "0.8500 ± 0.0707" in f.sentence["en"] and "0.8600 ± 0.0283" in f.sentence["en"]
-    claim = next(c for c in _findings(tmp_path, base + drop)[1].claims if c["id"] == "b_raises_val_acc")
-    assert claim["verdict"] == "indistinct"  # neither confirmed nor contradicted
-    # validation loss 0.5 / 0.5 -> 0.30 / 0.31: an effect far beyond its spread holds
-    clear = _one(found, "dropout_lowers_val_loss")
-    assert clear.holds is True and clear.distinguishable is True and "did not" not in clear.sentence["en"]
+    right = np.random.default_rng(0).random(10_000) < 0.86
+    short = make_run(logdir, 0.2, 0.0, 42, val_loss=rising(), base_right=right)
+    long = make_run(logdir, 0.2, 0.0, 42, val_loss=rising(400), base_right=right, flip=100, name="long")
+    f = _findings([short, long])
+    (lr,) = f.long_runs
+    assert lr.short is not None and lr.short.epochs == 40 and lr.run.verdict == "overfits"
+    assert lr.best_vs_last is not None and lr.best_vs_last.difference == 0  # same predictions for best and last
+    md = (write_report([str(short), str(long)], tmp_path / "rep").out / "REPORT.md").read_text()
+    assert "400 epochs" in md and "3.5 The long run" in md
 
 
-def test_claims_of_the_exercise_are_judged(tmp_path):
+def test_catalogs_have_the_same_entries_and_fields():
+    en, ja = (flatten(catalog(lang).data) for lang in LANGS)
+    assert set(en) == set(ja)
+    for key, text in en.items():
+        if isinstance(text, str):
+            assert fields_of(text) == fields_of(ja[key]), key
+        else:
+            assert len(text) == len(ja[key]), key
+
+
+def test_report_has_five_sections_numbered_figures_and_stands_alone(tmp_path, in_tmp):
     logdir = tmp_path / "tb"
-    a = _run(logdir, 0.2, 0.0, _fig(train_loss=0.01, train_acc=0.999, val_loss=0.9, val_acc=0.86),
-             first_val_loss=0.4, epochs=40)  # fmt: skip
-    b = _run(logdir, 0.2, 0.5, _fig(train_loss=0.3, train_acc=0.88, val_loss=0.45, val_acc=0.87), epochs=40)
-    _, result = _findings(tmp_path, [a, b])
-    verdicts = {c["id"]: c["verdict"] for c in result.claims}
-    assert verdicts["a_train_acc_near_100"] == "confirmed" and verdicts["a_overfits"] == "confirmed"
-    assert verdicts["b_raises_val_acc"] == "confirmed" and verdicts["b_lowers_val_loss"] == "confirmed"
-    assert verdicts["c_best_above_90"] == "untested"  # no 100% run
-    md = (tmp_path / "out_en" / "REPORT.md").read_text()
-    assert "| (a) 20% | Keras (exercise) | 0.0109 | 0.9992 | 0.7134 | 0.8650 |" in md
-    assert "|  | cnnlab | 0.0100 | 0.9990 | 0.9000 | 0.8600 |" in md
-
-
-def test_report_files_html_self_contained_and_japanese_throughout(tmp_path, in_tmp):
-    logdir = tmp_path / "tb"
-    runs = [_run(logdir, 0.2, 0.0, _fig()), _run(logdir, 0.2, 0.5, _fig(val_loss=0.4))]
+    runs = [str(make_run(logdir, 0.2, d, val_loss=flat(), holdout_right=0.85, rng_seed=i)) for i, d in
+            enumerate((0.0, 0.5))]  # fmt: skip
+    heads = {"en": ["1. Objective", "2. Method", "3. Results", "4. Discussion", "5. Conclusion"],
+             "ja": ["1. 目的", "2. 方法", "3. 結果", "4. 考察", "5. まとめ"]}  # fmt: skip
     for lang in ("en", "ja"):
         result = runner.invoke(app, ["report", *runs, "--out", f"r_{lang}", "--lang", lang])
         assert result.exit_code == 0, result.output
         out = in_tmp / f"r_{lang}"
-        assert {"REPORT.md", "report.html", "findings.json", "curves.png"} <= {p.name for p in out.iterdir()}
+        md = (out / "REPORT.md").read_text()
+        assert [ln[3:] for ln in md.splitlines() if ln.startswith("## ")][:5] == heads[lang]
+        fig_word = "Figure" if lang == "en" else "図"
+        numbers = [int(n) for n in re.findall(rf"\*\*{fig_word} (\d+)", md)]
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 3
+        assert ("3.6 Part 2" if lang == "en" else "3.6 第 2 部") in md
         page = (out / "report.html").read_text()
-        assert f'<html lang="{lang}">' in page and page.count("data:image/png;base64,") >= 3
-        # no external reference of any kind: no URLs, no scripts, no linked files (the embedded images aside, whose
-        # base64 text could spell anything)
+        assert f'<html lang="{lang}">' in page and page.count("data:image/png;base64,") == len(numbers)
         text = re.sub(r"(data:image/png;base64,)[A-Za-z0-9+/=]+", r"\1", page)
         assert not re.search(r"(src|href)=\"(?!data:)", text) and "<script" not in text and "http" not in text
         assert "url(" not in text and "@import" not in text and "<link" not in text
-        findings = json.loads((out / "findings.json").read_text())
-        assert findings["lang"] == lang and {f["id"] for f in findings["findings"]} >= {"overfitting", "best_model"}
     ja = (in_tmp / "r_ja" / "REPORT.md").read_text()
-    # Japanese throughout: every line of prose (headings, sentences, table headers) carries Japanese text; what
-    # stays Latin is names (runs, files, optimizers), numbers and units.
-    prose = [ln for ln in ja.splitlines() if ln and not ln.startswith(("![", "|---", "- `"))]
-    latin_only = [ln for ln in prose if not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", ln)]
-    assert all(ln.startswith("| frac") for ln in latin_only), latin_only  # table rows: run names and numbers
-    assert "## 4. 考察" in ja and "## 1. 実験条件" in ja
+    prose = [ln for ln in ja.split("## 付録")[0].splitlines() if not ln.startswith("![")]
+    assert not any("frac0.2_drop" in ln for ln in prose)  # experiments go by names, not run ids
+    assert "データ 20%・ドロップアウトなし" in ja and "汎化" in ja and "正則化" in ja
+
+
+def test_part2_reads_a_filters_folder_and_flags_random_weights(tmp_path):
+    folder = tmp_path / "filters"
+    folder.mkdir()
+    filters = [{"index": i, "category": "edge" if i < 10 else "other", "orientation_deg": 0.0 if i < 5 else 90.0,
+                "partner": None, "luminance_dc": 0.1} for i in range(32)]  # fmt: skip
+    summary = {"title": "random weights (seed 0)", "random_weights": True, "network": "InceptionV3",
+               "activation": "BN + ReLU", "filters": filters, "images": {}, "tuning": {}}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = make_run(tmp_path / "tb", val_loss=flat())
+    md = (write_report([str(run)], tmp_path / "rep", filters_dirs=[folder]).out / "REPORT.md").read_text()
+    assert "These are random weights, not trained ones." in md and "vertical 5" in md and "horizontal 5" in md
+    assert "no conclusion is drawn" in md
 
 
 def test_bad_report_input_is_one_line(tmp_path, in_tmp):
     for args, needle in ((["nope"], "nope: not a run folder"), (["x", "--lang", "fr"], "--lang 'fr'"),
-                         (["x", "--threshold", "0"], "--threshold 0.0")):  # fmt: skip
+                         (["x", "--filters", "nowhere"], "--filters nowhere")):  # fmt: skip
+        if args[0] == "x":
+            args = [str(make_run(tmp_path / f"tb{len(needle)}", val_loss=flat())), *args[1:]]
         result = runner.invoke(app, ["report", *args])
         assert result.exit_code == 2 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -14,17 +14,18 @@ from .atomic import atomic_write_json, atomic_write_text
 from .errors import CnnlabError
 from .runs import (
     EXPERIMENT_SETTINGS,
+    best_row,
     differing_settings,
     group_key,
     read_history,
     read_run,
     resolve_run,
     settings,
-    val_loss_rise_pct,
 )
+from .stats import RISE_THRESHOLD_PCT, TAIL_EPOCHS, tail_rise
 from .tblog import write_board
 
-OVERFIT_THRESHOLD = 10.0  # percent: final validation loss this far above its minimum = overfitting
+OVERFIT_THRESHOLD = RISE_THRESHOLD_PCT  # percent: the tail this far above the smoothed minimum = overfitting
 
 
 @dataclass
@@ -100,8 +101,8 @@ def _test_acc(info: dict[str, Any], which: str, split: str) -> float | None:
 
 def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
     h, last = run.history, run.history[-1]
-    best_loss = min(h, key=lambda r: r["val_loss"])
-    rise = val_loss_rise_pct(h)
+    best_loss = best_row(h) or h[-1]
+    tail = tail_rise([r["val_loss"] for r in h], threshold_pct=threshold)
     return {
         "run": run.label,
         "run_dir": str(run.run_dir),
@@ -124,8 +125,8 @@ def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
             for split in ("holdout", "official")
             for which in ("best", "last")
         },
-        "val_loss_rise_pct": rise,
-        "overfitting": rise > threshold,
+        "val_loss_rise_pct": tail.rise_pct,  # the tail (median of the last k epochs) over the smoothed minimum
+        "overfitting": tail.overfits,
     }
 
 
@@ -172,7 +173,8 @@ def markdown_table(rows: list[dict[str, Any]], threshold: float = OVERFIT_THRESH
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in cols) + " |" for r in rows]
     note = (
-        f"\nOverfitting: the final validation loss is more than {threshold:g}% above its minimum. Gaps are taken "
+        f"\nOverfitting: the median of the last {TAIL_EPOCHS} validation losses is more than {threshold:g}% above the "
+        f"minimum of their running {TAIL_EPOCHS}-epoch median (one epoch alone never decides). Gaps are taken "
         "at the last epoch; train metrics are running means with dropout active, as Keras reports. Test accuracy "
         "is given for the best checkpoint (the epoch of lowest validation loss, which `export` and `evaluate` use "
         "by default) and for the last epoch's weights."

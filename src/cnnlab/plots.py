@@ -57,51 +57,7 @@ def confusion_figure(cm: Any, title: str) -> Any:
 
 
 _PANELS = ("train_loss", "val_loss", "train_acc", "val_acc")
-# Curve labels per language; Japanese only where a CJK font is installed (see cjk_font), never tofu boxes.
-TEXT = {
-    "en": {
-        "train_loss": "train loss",
-        "val_loss": "validation loss",
-        "train_acc": "train accuracy",
-        "val_acc": "validation accuracy",
-        "epoch": "epoch",
-        "loss": "cross-entropy loss",
-        "accuracy": "accuracy",
-        "log": " (log scale)",
-        "train": "train",
-        "validation": "validation",
-        "train_off": "train (dropout off)",
-        "min": "min validation loss",
-        "note": "train: running mean over each epoch, dropout active",
-        "dashed": "; dashed: dropout off",
-        "bands": "; seeds averaged: mean, band min-max",
-        "title": "learning curves",
-        "min_at": "minimum validation loss at epoch",
-        "dropout": "dropout",
-        "seed": "seed",
-    },
-    "ja": {
-        "train_loss": "訓練損失",
-        "val_loss": "検証損失",
-        "train_acc": "訓練精度",
-        "val_acc": "検証精度",
-        "epoch": "エポック",
-        "loss": "交差エントロピー損失",
-        "accuracy": "精度",
-        "log": "（対数軸）",
-        "train": "訓練",
-        "validation": "検証",
-        "train_off": "訓練（ドロップアウトなし）",
-        "min": "検証損失の最小点",
-        "note": "訓練：エポック内の平均、ドロップアウト有効",
-        "dashed": "、破線：ドロップアウトなし",
-        "bands": "、シード平均（帯は最小〜最大）",
-        "title": "学習曲線",
-        "min_at": "検証損失の最小はエポック",
-        "dropout": "ドロップアウト",
-        "seed": "シード",
-    },
-}
+# Curve labels come from the text catalogs ([figure]); Japanese only where a CJK font is installed (see cjk_font).
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
 
 
@@ -122,11 +78,17 @@ def figure_lang(lang: str) -> str:
 def _fonts(lang: str) -> Iterator[dict[str, str]]:
     font = cjk_font() if lang == "ja" else None
     with matplotlib.rc_context({"font.family": [font, "DejaVu Sans"]} if font else {}):
-        yield TEXT["ja" if font else "en"]
+        yield figure_text("ja" if font else "en")
+
+
+def figure_text(lang: str) -> dict[str, str]:
+    from .text import catalog
+
+    return dict(catalog(lang).raw("figure"))
 
 
 def _settings(run: Any, t: dict[str, str] | None = None) -> str:
-    t = t or TEXT["en"]
+    t = t or figure_text("en")
     return f"frac {run.setting('frac')}, {t['dropout']} {run.setting('dropout')}, {t['seed']} {run.setting('seed')}"
 
 

@@ -155,7 +155,7 @@ def study(
     render.plain(result.comparison.table)
     for code in ("en", "ja") if lang == "both" else (lang,):
         board = board_dir(base.logdir, "study", out) / f"report_{code}"
-        write_report([str(out)], out / f"report_{code}", code, logdir=Path(base.logdir), tensorboard=board)
+        write_report([str(out)], out / f"report_{code}", lang=code, logdir=Path(base.logdir), tensorboard=board)
     render.say(f"wrote {out / 'README.md'} and the report in {out}/report_{'{en,ja}' if lang == 'both' else lang}/")
 
 
@@ -168,9 +168,12 @@ def report(
         "report"
     ),
     lang: Annotated[str, typer.Option(help="Language: en (English) or ja (Japanese).")] = "en",
-    threshold: Threshold = 10.0,
-    filters_dir: Annotated[
-        Path | None, typer.Option("--filters", help="A `cnnlab filters` output folder: adds Part 2.")
+    filters_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--filters",
+            help="A `cnnlab filters` output folder (repeatable): Part 2 for the trained network and/or InceptionV3.",
+        ),
     ] = None,
     keras: Annotated[
         Path | None, typer.Option(help="Curves JSON from benchmarks/parity_keras.py --epochs N: adds Keras 3.")
@@ -183,8 +186,10 @@ def report(
     from ..tblog import board_dir
 
     board = board_dir(tensorboard, "report", out) if tensorboard else None
-    result = write_report(runs, out, lang, threshold, filters_dir, logdir, keras, tensorboard=board)
-    render.findings(result.findings, lang)
+    result = write_report(
+        runs, out, lang=lang, filters_dirs=filters_dirs, logdir=logdir, keras_curves=keras, tensorboard=board
+    )
+    render.conclusions(result.conclusions)
     render.say(f"wrote {out / 'REPORT.md'}, {out / 'report.html'}, {out / 'findings.json'}")
 
 

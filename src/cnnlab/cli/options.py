@@ -97,7 +97,9 @@ Checkpoint = Annotated[
         help="For a run name or folder: best (the epoch of lowest validation loss) or last (the final epoch's weights)."
     ),
 ]
-Threshold = Annotated[float, typer.Option(help="Overfitting: final val loss this many % above its minimum.")]
+Threshold = Annotated[
+    float, typer.Option(help="Overfitting: the median of the last 5 val losses this many % above the smoothed minimum.")
+]
 
 
 # (no square brackets in help texts: Rich would take them for markup and drop them)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from ..evaluation import Evaluation, Report
     from ..export import ExportResult
     from ..filters import FiltersResult
-    from ..findings import Finding
     from ..jobs import Event
     from ..training import FitResult
 
@@ -225,16 +224,17 @@ def shard_done(shard: tuple[int, int], trained: int, grid_size: int) -> None:
     )
 
 
-def findings(found: list[Finding], lang: str) -> None:
-    for f in found:
-        plain(("  " if f.holds else "- ") + f.sentence[lang])
+def conclusions(items: list[str]) -> None:
+    """The report's conclusion, one line per point, in the report's language (the catalog's words)."""
+    for item in items:
+        plain(f"- {item}")
 
 
 # --- filters -------------------------------------------------------------------------------------------------
 
 
 def filters_summary(result: FiltersResult) -> None:
-    table = Table(title=f"{result.title}: first conv layer")
+    table = Table(title=f"first conv layer ({result.title})")
     for col in ("filter", "category", "L2 norm", "mean", "colour", "orient.", "partner"):
         table.add_column(col, justify="left" if col == "category" else "right")
     for f in result.filters:
