@@ -137,7 +137,8 @@ class Writer:
         """The test, its strength and the seeds, for the sentence that makes a claim."""
         t = self.t
         if e.test == "exact McNemar":
-            pairs = t("unit.pairs_one") if e.pairs == 1 else t("unit.pairs", n=e.pairs)
+            seeds = ", ".join(str(p["seed"]) for p in e.per_pair)
+            pairs = t("unit.pairs_one", seeds=seeds) if e.pairs == 1 else t("unit.pairs", n=e.pairs, seeds=seeds)
             return t(
                 "evidence.mcnemar",
                 images=f"{e.images:,}",
@@ -818,14 +819,32 @@ def _conclusion(w: Writer, claims: list[Claim], layers: list[Layer]) -> Section:
         if c is not None and c.primary is not None:
             items.append(w.effect_sentence(c, "holdout_best", "conclusion.effect"))
     if f.ranking:
+        best, second, vs = f.ranking.order[0], f.ranking.order[1], f.ranking.against_runner_up
+        key = vs.verdict.replace(" ", "_") if vs else "one_seed"
+        evidence = w.evidence(vs) if vs else w.t("unit.none")
         items.append(
-            t("conclusion.best", name=w.name(f.ranking.order[0]), acc=w.stat(f.ranking.order[0], "holdout_best"))
+            t(
+                f"conclusion.best.{key}",
+                name=w.name(best),
+                acc=w.stat(best, "holdout_best"),
+                second=w.name(second),
+                evidence=evidence,
+            )
         )
     if f.long_runs:
         lr = f.long_runs[0]
         items.append(t(f"conclusion.long.{lr.run.verdict}", name=w.name(lr.run), epochs=lr.run.epochs))
-    if any(not x.inception for x in layers):
-        items.append(t("conclusion.layer"))
+    fashion = next((x for x in layers if not x.inception and not x.random_weights), None)
+    if fashion is not None:
+        items.append(
+            t(
+                "conclusion.layer",
+                n=fashion.filters,
+                edges=sum(fashion.edges_by_orientation.values()),
+                low=fashion.categories.get("low-frequency", 0),
+                other=fashion.categories.get("other", 0),
+            )
+        )
     s.p(t("conclusion.intro"))
     s.ul(items)
     return s
