@@ -26,7 +26,6 @@ from .. import __version__
 from ..atomic import atomic_write_json, atomic_write_text
 from ..compare import load_runs
 from ..errors import CnnlabError
-from ..fmt import format_duration
 from ..runs import RUN_JSON
 from ..text import LANGS, Catalog, catalog
 from .claims import Claim, judge
@@ -79,8 +78,10 @@ def _hardware(info: dict[str, Any], t: Catalog) -> str:
     hw = info.get("hardware")
     if not hw:
         return t("unit.not_recorded")
-    device = hw.get("gpu") or hw.get("device") or "cpu"
-    return t("method.hardware", cpu=hw.get("cpu"), cores=hw.get("cores"), device=device)
+    gpu = hw.get("gpu")
+    if gpu:
+        return t("method.hardware_gpu", cpu=hw.get("cpu"), cores=hw.get("cores"), gpu=gpu)
+    return t("method.hardware", cpu=hw.get("cpu"), cores=hw.get("cores"))
 
 
 def _keras3(path: Path) -> tuple[dict[str, Any], list[list[str]]]:
@@ -162,7 +163,7 @@ def write_report(
     fig_lang = figure_lang(lang)
     from .document import Writer
 
-    names = {e.key: Writer(t, findings).name(e) for e in findings.experiments}
+    names = {e.key: Writer(t, findings).label(e) for e in findings.experiments}
     short = [e for e in findings.experiments if e.epochs < 400]
     lim = F.limits(findings.experiments)
     figures: dict[str, str] = {}
@@ -194,15 +195,16 @@ def write_report(
     cap = -math.log(ref["clip_epsilon"])
     wrong = 1 - e4000["acc"]
     first = runs[0].info
+    today = datetime.date.today()
     context = {
         "version": __version__,
-        "date": datetime.date.today().isoformat(),
+        "date": t("unit.date", y=today.year, m=today.month, d=today.day),
         "params": count_parameters(KerasCNN()),
         "lr": f"{findings.experiments[0].settings.get('lr', 1e-4):g}",
         "batch": findings.experiments[0].batch_size,
         "hardware": _hardware(first, t),
-        "versions": ", ".join(f"{k} {v}" for k, v in first.get("versions", {}).items()) or t("unit.not_recorded"),
-        "duration": lambda s: format_duration(s) if s else "-",
+        "versions": t("unit.list_sep").join(f"{k} {v}" for k, v in first.get("versions", {}).items())
+        or t("unit.not_recorded"),
         "reference": ref,
         "collapse": {
             "loss": e4000["loss"],

@@ -40,7 +40,7 @@ class Claim:
                     name=w.name(e),
                     k=e.overfitting_seeds,
                     n=e.n,
-                    rise=", ".join(f"{x.rise_pct:+.0f}%" for x in e.tails),
+                    rise=w.rises(e),
                 )
             return w.t(
                 "claim_because.figure",

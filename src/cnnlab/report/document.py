@@ -97,6 +97,11 @@ class Writer:
         return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
 
     def name(self, e: Experiment) -> str:
+        """The experiment's name in running text (Japanese quotes it)."""
+        return self.t("exp.quote", name=self.label(e))
+
+    def label(self, e: Experiment) -> str:
+        """The experiment's name in tables and figures."""
         t = self.t
         drop = t("exp.no_dropout") if e.dropout == 0 else t("exp.dropout", rate=f"{e.dropout:g}")
         text = t("exp.name", pct=f"{100 * e.frac:g}", dropout=drop)
@@ -107,7 +112,20 @@ class Writer:
             for k, v in sorted(e.settings.items())
             if k in ("optimizer", "init", "lr", "batch_size") and v != _DEFAULTS.get(k)
         ]
-        return t("exp.quote", name=text + (t("exp.extra", extra=", ".join(extra)) if extra else ""))
+        return text + (t("exp.extra", extra=", ".join(extra)) if extra else "")
+
+    def join(self, items: list[str]) -> str:
+        return self.t("unit.list_sep").join(items)
+
+    def rises(self, e: Experiment) -> str:
+        return self.join([f"{x.rise_pct:+.0f}%" for x in e.tails])
+
+    def duration(self, seconds: float) -> str:
+        if not seconds:
+            return "-"
+        m, s = divmod(round(seconds), 60)
+        h, m = divmod(m, 60)
+        return self.t("unit.duration_h", h=h, m=m) if h else self.t("unit.duration_m", m=m, s=s)
 
     @property
     def protocol_epochs(self) -> int:
@@ -137,7 +155,7 @@ class Writer:
         """The test, its strength and the seeds, for the sentence that makes a claim."""
         t = self.t
         if e.test == "exact McNemar":
-            seeds = ", ".join(str(p["seed"]) for p in e.per_pair)
+            seeds = self.join([str(p["seed"]) for p in e.per_pair])
             pairs = t("unit.pairs_one", seeds=seeds) if e.pairs == 1 else t("unit.pairs", n=e.pairs, seeds=seeds)
             return t(
                 "evidence.mcnemar",
@@ -188,15 +206,12 @@ def build(
     w = Writer(t, findings)
     f = findings
     n = w.num
-    # announce in reading order, so numbers follow the text
-    for key in figures:
-        if not key.startswith("layer:"):
-            n.f(key)
-    for key in figures:
-        if key.startswith("layer:"):
-            n.f(key)
-    for key in ("setup", "results", "comparisons", "tests", "exercise", "long", "keras3", "layer"):
-        n.t(key)
+    # figures are cited before they appear: number them in the order the sections show them
+    order = ("overview", "exp:", "long:", "layer:", "keras3")
+    for prefix in order:
+        for key in figures:
+            if key.startswith(prefix):
+                n.f(key)
     sections = [
         _objective(w, context),
         _method(w, context),
@@ -260,7 +275,7 @@ def _method(w: Writer, ctx: dict[str, Any]) -> Section:
                 ", ".join(map(str, e.seeds)),
                 f"{e.steps_per_epoch:,}",
                 ", ".join(map(str, threads)) or "-",
-                ctx["duration"](per_run),
+                w.duration(per_run),
             ]
         )
     s.p(t("method.training", table=w.num.t("setup"), lr=ctx["lr"], batch=ctx["batch"]))
@@ -281,7 +296,8 @@ def _results(
     t, f = w.t, w.f
     s = Section(t("results.title"))
     short = [e for e in f.experiments if e.epochs < 400]
-    names = {e.key: w.name(e) for e in f.experiments}
+    names = {e.key: w.name(e) for e in f.experiments}  # in sentences
+    labels = {e.key: w.label(e) for e in f.experiments}  # in tables and captions
     # 3.1 curves
     s.h3(t("results.curves_title"))
     per_exp = [k for k in figures if k.startswith("exp:")]
@@ -296,23 +312,27 @@ def _results(
                 w,
                 key,
                 figures[key],
-                t("results.exp_caption", name=names[e.key], seeds=w.seeds(e.n), epoch=f"{e.min_epoch:g}"),
+                t(
+                    "results.exp_caption" if e.n > 1 else "results.exp_caption_one",
+                    name=labels[e.key],
+                    seeds=w.seeds(e.n),
+                    epoch=f"{e.min_epoch:g}",
+                ),
             )
         )
     # 3.2 per experiment
     s.h3(t("results.table_title"))
     rows = []
     for e in short + [lr.run for lr in f.long_runs]:
-        rise = [x.rise_pct for x in e.tails]
         rows.append(
             [
-                names[e.key],
+                labels[e.key],
                 w.stat(e, "train_loss"),
                 w.stat(e, "train_acc"),
                 w.stat(e, "val_loss"),
                 w.stat(e, "val_acc"),
                 f"{w.stat(e, 'min_val_loss')} ({e.min_epoch:g})",
-                ", ".join(f"{r:+.0f}%" for r in rise),
+                w.rises(e),
                 t(f"verdict.{e.verdict}", k=e.overfitting_seeds, n=e.n),
             ]
         )
@@ -346,7 +366,7 @@ def _results(
         for metric, eff in c.effects.items():
             rows.append(
                 [
-                    t(f"results.pair.{c.kind}", base=names[c.base.key], other=names[c.other.key]),
+                    t(f"results.pair.{c.kind}", base=labels[c.base.key], other=labels[c.other.key]),
                     t(f"metric.{metric}"),
                     w.v(eff.before.mean),
                     w.v(eff.after.mean),
@@ -376,7 +396,7 @@ def _results(
     s.h3(t("results.tests_title"))
     rows = [
         [
-            names[e.key],
+            labels[e.key],
             w.stat(e, "holdout_best"),
             w.stat(e, "official_best"),
             w.stat(e, "holdout_last"),
@@ -478,82 +498,66 @@ def _long_results(w: Writer, names: dict[str, str], figures: dict[str, str]) -> 
                     w,
                     f"long:{e.key}",
                     figures[f"long:{e.key}"],
-                    t("results.long_caption", name=names[e.key], short=names[lr.short.key] if lr.short else "-"),
+                    t("results.long_caption", name=w.label(e), short=w.label(lr.short) if lr.short else "-"),
                 )
             )
-    out.append(Block("p", text=t("results.very_long_not_run")))
+    a = f.experiment(0.2, 0.0)
+    per_epoch = [sec / max(1, len(r.history)) for sec, r in zip(a.seconds, a.runs, strict=True) if sec] if a else []
+    if per_epoch:
+        mean = sum(per_epoch) / len(per_epoch)
+        out.append(
+            Block("p", text=t("results.very_long_not_run", sec=f"{mean:.1f}", hours=f"{4000 * mean / 3600:.0f}"))
+        )
+    else:
+        out.append(Block("p", text=t("results.very_long_unmeasured")))
     return out
 
 
 def _layer_results(w: Writer, layers: list[Layer], figures: dict[str, str]) -> list[Block]:
     t = w.t
-    out: list[Block] = []
     if not layers:
         return [Block("p", text=t("results.layer_none"))]
+    out: list[Block] = []
     for layer in layers:
         which = "inception" if layer.inception else "fashion"
-        out.append(
-            Block(
-                "p",
-                text=t(f"results.layer_intro.{which}", title=layer.title, activation=layer.activation, n=layer.filters),
-            )
-        )
+        intro = t(f"results.layer_intro.{which}", title=layer.title, activation=layer.activation, n=layer.filters)
+        out.append(Block("p", text=intro))
         if layer.random_weights:
             out.append(Block("p", text=t("results.layer_random")))
-        cats = t("unit.list_sep").join(
-            t("results.category", name=t(f"category.{k}"), n=v) for k, v in layer.categories.items()
+        cats = w.join([t("results.category", name=t(f"category.{k}"), n=v) for k, v in layer.categories.items()])
+        edges = w.join(
+            [t("results.category", name=t(f"orientation.{k}"), n=v) for k, v in layer.edges_by_orientation.items() if v]
         )
-        edges = t("unit.list_sep").join(
-            t("results.category", name=t(f"orientation.{k}"), n=v) for k, v in layer.edges_by_orientation.items() if v
-        )
-        out.append(
-            Block(
-                "p",
-                text=t(
-                    "results.layer_counts",
-                    cats=cats,
-                    edges=edges or t("unit.none"),
-                    partners=layer.partners,
-                    low=t("unit.filters", list=", ".join(map(str, layer.low_frequency)))
-                    if layer.low_frequency
-                    else t("unit.none"),
-                ),
-            )
-        )
+        text = t("results.layer_counts", cats=cats, edges=edges or t("unit.none"), partners=layer.partners)
+        low = layer.low_frequency
+        text += t("results.layer_blobs", list=w.join(list(map(str, low)))) if low else t("results.layer_no_blobs")
+        out.append(Block("p", text=text))
         dead = sorted({d for v in layer.images.values() for d in v["dead"]})
-        strongest = {k: v["strongest"][:3] for k, v in layer.images.items()}
-        common = set.intersection(*(set(v) for v in strongest.values())) if strongest else set()
-        out.append(
-            Block(
-                "p",
-                text=t(
-                    "results.layer_maps",
-                    images=len(layer.images),
-                    dead=", ".join(map(str, dead)) or t("unit.none"),
-                    common=", ".join(map(str, sorted(common))) or t("unit.none"),
-                ),
-            )
+        strongest = [set(v["strongest"][:3]) for v in layer.images.values()]
+        common = sorted(set.intersection(*strongest)) if strongest else []
+        text = (
+            t("results.layer_dead", images=len(layer.images), dead=w.join(list(map(str, dead))))
+            if dead
+            else (t("results.layer_no_dead", images=len(layer.images)))
         )
+        if common:
+            text += t("results.layer_common", common=w.join(list(map(str, common))))
+        out.append(Block("p", text=text))
         if layer.inception and layer.hue_peaks and not layer.random_weights:
-            peaks = "; ".join(f"{h}°: {i}" for h, i in list(layer.hue_peaks.items())[::3])
+            peaks = w.join([f"{h}°: {i}" for h, i in list(layer.hue_peaks.items())[::3]])
             out.append(Block("p", text=t("results.layer_hue", peaks=peaks)))
         for name in layer.figures:
             key = f"layer:{layer.network}:{name}"
             if key in figures:
-                out.append(
-                    _figure(
-                        w,
-                        key,
-                        figures[key],
-                        t(
-                            f"results.layer_fig.{_fig_kind(name)}",
-                            net=layer.network,
-                            title=layer.title,
-                            image=name.split("_overview")[0],
-                            activation=layer.activation,
-                        ),
-                    )
+                kind = _fig_kind(name) + ("_gray" if name.startswith("tuning") and not layer.inception else "")
+                caption = t(
+                    f"results.layer_fig.{kind}",
+                    net=layer.network,
+                    title=layer.title,
+                    image=name.split("_overview")[0],
+                    activation=layer.activation,
                 )
+                out.append(_figure(w, key, figures[key], caption))
     return out
 
 
@@ -586,7 +590,7 @@ def _exercise(w: Writer, claims: list[Claim], ctx: dict[str, Any]) -> list[Block
     if rows:
         out.append(_table(w, "exercise", t("exercise.caption"), list(t.raw("exercise.head")), rows, t("exercise.note")))
     if missing:
-        out.append(Block("p", text=t("exercise.missing", labels=t("unit.and").join(missing))))
+        out.append(Block("p", text=t("exercise.missing", labels=w.join(missing))))
     items = []
     for c in claims:
         because = c.because(w)
@@ -616,10 +620,11 @@ def _discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: di
                 epoch=f"{a.min_epoch:g}",
                 steps=f"{a.min_epoch * a.steps_per_epoch:,.0f}",
                 k=a.tails[0].k,
-                rise=", ".join(f"{x.rise_pct:+.0f}%" for x in a.tails),
+                rise=w.rises(a),
                 seeds=w.seeds(a.n),
                 figure=fig,
                 train_acc=w.stat(a, "train_acc"),
+                images=f"{a.train_images:,}",
             )
         )
     if a is not None and big is not None:
@@ -663,8 +668,8 @@ def _discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: di
                 ),
                 base=w.name(d20.base),
                 other=w.name(d20.other),
-                rb=", ".join(f"{x.rise_pct:+.0f}%" for x in d20.base.tails),
-                ro=", ".join(f"{x.rise_pct:+.0f}%" for x in d20.other.tails),
+                rb=w.rises(d20.base),
+                ro=w.rises(d20.other),
             )
         )
         s.p(_training_metrics(w, d20))
@@ -689,6 +694,9 @@ def _discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: di
         s.p(
             t(
                 "discussion.capacity_large",
+                gap=w.pts(big.stat("train_acc").mean - big.stat("val_acc").mean)  # type: ignore[union-attr]
+                if big.stat("train_acc") and big.stat("val_acc")
+                else "-",
                 images=f"{big.train_images:,}",
                 ratio=f"{ctx['params'] / max(1, big.train_images):.0f}",
                 train_acc=w.stat(big, "train_acc"),
@@ -747,7 +755,7 @@ def _discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: di
         edges = sum(fashion.edges_by_orientation.values())
         s.p(
             t(
-                "discussion.layer_fashion",
+                "discussion.layer_fashion" if fashion.low_frequency else "discussion.layer_fashion_noblob",
                 n=fashion.filters,
                 edges=edges,
                 other=fashion.categories.get("other", 0),
@@ -774,7 +782,7 @@ def _discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: di
     s.p(
         t(
             "discussion.limits",
-            seeds=", ".join(map(str, seeds)),
+            seeds=t("unit.or").join(map(str, seeds)),
             val=f"{a.val_images if a else 1000:,}",
             se=f"{100 * math.sqrt(0.87 * 0.13 / max(1, a.val_images if a else 1000)):.1f}",
         )
@@ -838,7 +846,7 @@ def _conclusion(w: Writer, claims: list[Claim], layers: list[Layer]) -> Section:
     if fashion is not None:
         items.append(
             t(
-                "conclusion.layer",
+                "conclusion.layer" if fashion.low_frequency else "conclusion.layer_noblob",
                 n=fashion.filters,
                 edges=sum(fashion.edges_by_orientation.values()),
                 low=fashion.categories.get("low-frequency", 0),
