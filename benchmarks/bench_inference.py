@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.checkpoints import load_network
-from cnnlab.data import FashionMNISTDataModule
-from cnnlab.evaluation import ort_logits, ort_session, torch_logits
-from cnnlab.export import export_onnx
+from cnnlab.data.module import FashionMNISTDataModule
+from cnnlab.deploy.evaluation import ort_logits, ort_session, torch_logits
+from cnnlab.deploy.export import export_onnx
+from cnnlab.model.checkpoints import load_network
 
 
 def best_seconds(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from cnnlab.hardware import cpu_model, native_bf16
-from cnnlab.jobs import cpu_cores
 from cnnlab.runs import read_history
+from cnnlab.training.jobs import cpu_cores
 
 CLI = [sys.executable, "-m", "cnnlab"]
 # The same command with the CPU's bf16 flags hidden from cnnlab: what a CPU without native bf16 would be told.

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data import FashionMNISTDataModule, locate_data
-from cnnlab.model import KerasCNN
-from cnnlab.numerics import set_thread_invariant
-from cnnlab.training import FitConfig, fit
+from cnnlab.data.module import FashionMNISTDataModule, locate_data
+from cnnlab.model.network import KerasCNN
+from cnnlab.model.numerics import set_thread_invariant
+from cnnlab.training.config import FitConfig
+from cnnlab.training.fit import fit
 
 
 def steady(seconds: list[float]) -> float:
@@ -101,7 +102,7 @@ def data_path(dm: FashionMNISTDataModule, folder: Path) -> tuple[float, float]:
 def gpu_mode(args: argparse.Namespace, folder: Path) -> None:
     """On a CUDA GPU: cnnlab fit's epoch time per speed option, then the whole 2x2 study one run at a time and
     with --gpu-jobs runs sharing the GPU."""
-    from cnnlab.study import run_study
+    from cnnlab.training.study import run_study
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: PyTorch sees no CUDA device")

@@ -30,8 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cnnlab.data import EpochShuffle  # noqa: E402
-from cnnlab.training import FitConfig, prepare  # noqa: E402
+from cnnlab.data.module import EpochShuffle  # noqa: E402
+from cnnlab.training.config import FitConfig  # noqa: E402
+from cnnlab.training.fit import prepare  # noqa: E402
 
 LR, RHO, EPS, BATCH = 1e-4, 0.9, 1e-7, 32
 # A matched pair agrees when all three hold (relative differences of the per-step training loss). Different

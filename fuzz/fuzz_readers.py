@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from samples import idx_samples, image_samples  # noqa: E402
 
+from cnnlab.data.idx import read_idx_bytes  # noqa: E402
 from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.filters import load_image  # noqa: E402
-from cnnlab.idx import read_idx_bytes  # noqa: E402
 
 
 def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:

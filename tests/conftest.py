@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.data import SYSTEM_DIR, _missing_in, synthetic_fashion_mnist
+from cnnlab.data.module import SYSTEM_DIR, _missing_in, synthetic_fashion_mnist
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def trained(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One short real training run shared by the test modules (read it, never change it): 3 epochs with dropout
     and the dropout-off training measurement, on the synthetic data."""
-    from cnnlab.training import FitConfig, fit
+    from cnnlab.training.config import FitConfig
+    from cnnlab.training.fit import fit
 
     cfg = FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path_factory.mktemp("shared_tb")), frac=0.5, epochs=3,
                     dropout=0.5, lr=1e-3, eval_train=True, progress=False)  # fmt: skip

@@ -93,8 +93,8 @@ def test_fit_options_are_written_once_and_study_shares_their_help():
     import typer.core
     import typer.main
 
-    from cnnlab.config import FitConfig
     from cnnlab.runs import EXPERIMENT_SETTINGS
+    from cnnlab.training.config import FitConfig
 
     assert FitConfig.kind("setting") == EXPERIMENT_SETTINGS
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]

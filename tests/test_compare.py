@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cnnlab.analysis.compare import compare_runs
 from cnnlab.atomic import atomic_write_json
 from cnnlab.cli import app
-from cnnlab.compare import compare_runs
 from cnnlab.runs import write_history
 
 runner = CliRunner()

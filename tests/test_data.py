@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab import data
-from cnnlab.data import FashionMNISTDataModule, load_fashion_mnist, locate_data, make_split
+from cnnlab.data import module as data
+from cnnlab.data.idx import write_idx
+from cnnlab.data.module import FashionMNISTDataModule, load_fashion_mnist, locate_data, make_split
 from cnnlab.errors import CnnlabError
-from cnnlab.idx import write_idx
 
 
 @pytest.fixture

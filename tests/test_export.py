@@ -7,12 +7,13 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from cnnlab import atomic, export
-from cnnlab.checkpoints import load_network
+from cnnlab import atomic
 from cnnlab.cli import app
+from cnnlab.deploy import export
+from cnnlab.deploy.evaluation import evaluate, ort_logits, ort_session, torch_logits
+from cnnlab.deploy.export import export_onnx
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluation import evaluate, ort_logits, ort_session, torch_logits
-from cnnlab.export import export_onnx
+from cnnlab.model.checkpoints import load_network
 
 runner = CliRunner()
 
@@ -160,7 +161,7 @@ def test_a_named_data_folder_never_falls_back_to_random_images(run_dir, in_tmp):
 
 
 def test_without_the_dataset_the_fallback_is_said_and_recorded(run_dir, in_tmp, monkeypatch):
-    from cnnlab import data
+    from cnnlab.data import module as data
 
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     monkeypatch.setattr(data, "SYSTEM_DIR", in_tmp / "no_system_copy")  # CACHE_DIR is data/ in the empty cwd

@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnlab.data.idx import read_idx_bytes
 from cnnlab.errors import CnnlabError
 from cnnlab.filters import load_image
-from cnnlab.idx import read_idx_bytes
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fuzz"))
 from samples import idx_samples, image_samples  # noqa: E402

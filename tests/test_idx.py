@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
+from cnnlab.data.idx import read_idx, read_idx_bytes, write_idx
 from cnnlab.errors import CnnlabError
-from cnnlab.idx import read_idx, read_idx_bytes, write_idx
 
 
 @pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cnnlab.errors import TrainingInterrupted
-from cnnlab.interrupts import STUDY_STOPPED, StopRequest, watching
+from cnnlab.training.interrupts import STUDY_STOPPED, StopRequest, watching
 
 PY = [sys.executable, "-m", "cnnlab"]
 

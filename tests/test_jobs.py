@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.jobs import auto_jobs, plan_slots, threads_per_run
 from cnnlab.runs import is_resumable, read_history
-from cnnlab.study import run_study
-from cnnlab.training import FitConfig
+from cnnlab.training.config import FitConfig
+from cnnlab.training.jobs import auto_jobs, plan_slots, threads_per_run
+from cnnlab.training.study import run_study
 
 runner = CliRunner()
 

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.lit import FashionClassifier
-from cnnlab.model import KerasCNN, count_parameters
+from cnnlab.model.lit import FashionClassifier
+from cnnlab.model.network import KerasCNN, count_parameters
 
 
 def test_parameter_count_matches_keras():

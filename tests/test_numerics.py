@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.model import KerasCNN
-from cnnlab.numerics import Conv2d, Linear, set_thread_invariant
+from cnnlab.model.network import KerasCNN
+from cnnlab.model.numerics import Conv2d, Linear, set_thread_invariant
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnlab.lit import FashionClassifier, RMSpropTF
+from cnnlab.model.lit import FashionClassifier, RMSpropTF
 
 
 def _steps(optimizer_cls, grads, **kw):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from cnnlab.data import FashionMNISTDataModule, load_fashion_mnist
+from cnnlab.data.module import FashionMNISTDataModule, load_fashion_mnist
 
 pytestmark = pytest.mark.realdata
 
@@ -45,7 +45,8 @@ def test_same_training_images_every_epoch(dm20):
 
 def test_same_seed_same_split_and_first_batch_loss(real_dir):
     # Through prepare(), the seeding fit() itself does; the global generator is disturbed in between.
-    from cnnlab.training import FitConfig, prepare
+    from cnnlab.training.config import FitConfig
+    from cnnlab.training.fit import prepare
 
     losses, hashes = [], []
     for disturb in (1, 2):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cnnlab.analysis.compare import load_runs
+from cnnlab.analysis.report import write_report
+from cnnlab.analysis.report.findings import compute
 from cnnlab.cli import app
-from cnnlab.compare import load_runs
-from cnnlab.report import write_report
-from cnnlab.report.findings import compute
 from cnnlab.text import LANGS, catalog, fields_of, flatten
 from runfolders import flat, make_run, rising
 

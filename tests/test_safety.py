@@ -19,9 +19,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
+from cnnlab.data.idx import read_idx_bytes, write_idx
 from cnnlab.errors import CnnlabError
 from cnnlab.filters import load_image, load_inception, prepare
-from cnnlab.idx import read_idx_bytes, write_idx
 
 runner = CliRunner()
 PY = [sys.executable, "-m", "cnnlab"]
@@ -198,7 +198,7 @@ def test_a_pickle_that_would_run_code_is_refused_not_run(tmp_path, trained, synt
 )  # fmt: skip
 def test_numeric_bounds_and_empty_strings(args, ok, synth_dir, in_tmp):
     if ok:  # the boundary value is accepted by the settings check (a full fit adds nothing to that)
-        from cnnlab.training import FitConfig
+        from cnnlab.training.config import FitConfig
 
         key = args[0].removeprefix("--").replace("-", "_")
         FitConfig(**{key: type(getattr(FitConfig, key))(args[1])}).validate()
@@ -213,7 +213,7 @@ def test_numeric_bounds_and_empty_strings(args, ok, synth_dir, in_tmp):
 @pytest.mark.parametrize("seed, ok", [("-1", False), ("0", True), ("4294967295", True), ("4294967296", False)])
 def test_the_seed_range_is_checked_before_anything_starts(seed, ok, synth_dir, in_tmp):
     if ok:
-        from cnnlab.config import FitConfig
+        from cnnlab.training.config import FitConfig
 
         FitConfig(seed=int(seed)).validate()
         return

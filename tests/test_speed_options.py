@@ -4,8 +4,9 @@ Speed itself is measured in benchmarks/, never asserted here."""
 import pytest
 import torch
 
-from cnnlab.lit import FashionClassifier
-from cnnlab.training import FitConfig, fit
+from cnnlab.model.lit import FashionClassifier
+from cnnlab.training.config import FitConfig
+from cnnlab.training.fit import fit
 
 
 def _fit(synth_dir, tmp_path, **kw):

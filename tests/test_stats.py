@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cnnlab.stats import paired_test, pooled_paired_test, seed_interval, tail_rise
+from cnnlab.analysis.stats import paired_test, pooled_paired_test, seed_interval, tail_rise
 
 
 def _one_epoch_rule(curve, threshold=10.0):

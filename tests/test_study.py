@@ -3,13 +3,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnnlab import study as study_mod
 from cnnlab.cli import app
 from cnnlab.cli.render import study_line
-from cnnlab.config import study_grid
 from cnnlab.errors import CnnlabError
-from cnnlab.study import run_study
-from cnnlab.training import FitConfig
+from cnnlab.training import study as study_mod
+from cnnlab.training.config import FitConfig, study_grid
+from cnnlab.training.study import run_study
 
 runner = CliRunner()
 
@@ -46,7 +45,7 @@ def test_study_runs_the_grid_and_a_rerun_trains_nothing(synth_dir, tmp_path, mon
 
 @pytest.mark.slow
 def test_study_resumes_an_interrupted_run(synth_dir, tmp_path):
-    from cnnlab.training import fit
+    from cnnlab.training.fit import fit
 
     base = FitConfig(epochs=2, data_dir=str(synth_dir), logdir=str(tmp_path / "tb"), progress=False, lr=1e-3)
     first = fit(FitConfig(**(vars(base) | {"frac": 0.3})))
@@ -79,7 +78,7 @@ def _base(synth_dir, tmp_path):
 def test_a_failed_run_is_trained_again_by_the_next_study(synth_dir, tmp_path, monkeypatch, crash_epoch):
     import json
 
-    from cnnlab.lit import FashionClassifier
+    from cnnlab.model.lit import FashionClassifier
 
     step = FashionClassifier.training_step
 
@@ -103,7 +102,7 @@ def test_a_failed_run_is_trained_again_by_the_next_study(synth_dir, tmp_path, mo
 
 @pytest.mark.slow
 def test_a_diverged_run_is_a_result_the_study_keeps(synth_dir, tmp_path, monkeypatch):
-    from cnnlab.lit import FashionClassifier
+    from cnnlab.model.lit import FashionClassifier
 
     step = FashionClassifier.model_step
 

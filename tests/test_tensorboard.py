@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.tblog import event_files
-from cnnlab.training import FitConfig, fit
+from cnnlab.training.config import FitConfig
+from cnnlab.training.fit import fit
 
 
 def _multiplexer(logdir, plugin=False):

@@ -9,8 +9,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.errors import CnnlabError
-from cnnlab.lit import FashionClassifier
-from cnnlab.training import FitConfig, fit
+from cnnlab.model.lit import FashionClassifier
+from cnnlab.training.config import FitConfig
+from cnnlab.training.fit import fit
 
 
 def _cfg(synth_dir, tmp_path, **kw):
@@ -51,9 +52,9 @@ def test_fit_writes_the_run_folder_contract(trained):
 
 
 def test_test_metrics_are_measured_on_the_best_and_the_last_weights(trained, synth_dir):
-    from cnnlab.checkpoints import load_network
-    from cnnlab.data import FashionMNISTDataModule
-    from cnnlab.evaluation import evaluate_torch
+    from cnnlab.data.module import FashionMNISTDataModule
+    from cnnlab.deploy.evaluation import evaluate_torch
+    from cnnlab.model.checkpoints import load_network
 
     info = json.loads((trained.run_dir / "run.json").read_text())
     assert info["test"]["best"]["epoch"] == info["best"]["epoch"] and info["test"]["last"]["epoch"] == 3
@@ -69,9 +70,9 @@ def test_test_metrics_are_measured_on_the_best_and_the_last_weights(trained, syn
 
 def test_the_run_keeps_every_test_image_prediction_of_both_checkpoints(trained, synth_dir):
     # predictions.npz lets the report pair two runs image by image without their checkpoints or the data
-    from cnnlab.checkpoints import load_network
-    from cnnlab.data import FashionMNISTDataModule
-    from cnnlab.evaluation import torch_logits
+    from cnnlab.data.module import FashionMNISTDataModule
+    from cnnlab.deploy.evaluation import torch_logits
+    from cnnlab.model.checkpoints import load_network
     from cnnlab.runs import read_predictions
 
     info = json.loads((trained.run_dir / "run.json").read_text())
@@ -92,9 +93,9 @@ def test_the_run_keeps_every_test_image_prediction_of_both_checkpoints(trained, 
 def test_eval_train_measures_without_dropout(trained, synth_dir):
     # train_eval after the last epoch must be the final weights evaluated in eval mode (dropout off) on the training
     # subset; with dropout left on (p = 0.5) the figures would differ.
-    from cnnlab.checkpoints import load_network
-    from cnnlab.data import FashionMNISTDataModule
-    from cnnlab.evaluation import evaluate_torch
+    from cnnlab.data.module import FashionMNISTDataModule
+    from cnnlab.deploy.evaluation import evaluate_torch
+    from cnnlab.model.checkpoints import load_network
 
     net = load_network(trained.run_dir, which="last").net
     dm = FashionMNISTDataModule(synth_dir, frac=0.5, seed=42)
@@ -113,9 +114,9 @@ def test_epoch_losses_are_means_over_images_not_batches(synth_dir, tmp_path, mon
     # 25 validation images in batches of 8, 8, 8 and 1: a mean of batch means would weigh the last image 8x
     import functools
 
-    from cnnlab.checkpoints import load_network
-    from cnnlab.data import FashionMNISTDataModule
-    from cnnlab.evaluation import evaluate_torch
+    from cnnlab.data.module import FashionMNISTDataModule
+    from cnnlab.deploy.evaluation import evaluate_torch
+    from cnnlab.model.checkpoints import load_network
 
     init = FashionMNISTDataModule.__init__
     monkeypatch.setattr(FashionMNISTDataModule, "__init__", functools.partialmethod(init, eval_batch_size=8))
@@ -136,7 +137,7 @@ def test_the_epoch_loss_weighs_each_batch_by_its_images():
 
 def test_epoch_seconds_exclude_validation(synth_dir, tmp_path, monkeypatch):
     # A fake clock, not the wall clock: each training step takes 1 s, each validation step 1000 s.
-    from cnnlab.training import RunRecorder
+    from cnnlab.training.recorder import RunRecorder
 
     now = [0.0]
     train_step, val_step = FashionClassifier.training_step, FashionClassifier.validation_step
@@ -301,7 +302,7 @@ def test_resume_removes_what_a_killed_write_left(synth_dir, tmp_path):
 def test_the_seed_fixes_initialization_data_and_first_loss(synth_dir, tmp_path):
     # prepare() is what fit() runs before training: the seed alone must fix the weights, the subset and the order,
     # whatever the global random state was before.
-    from cnnlab.training import prepare
+    from cnnlab.training.fit import prepare
 
     def first_step(seed):
         torch.manual_seed(1234 + seed * 7)  # disturb the global generator: prepare must seed it itself
@@ -318,7 +319,7 @@ def test_the_seed_fixes_initialization_data_and_first_loss(synth_dir, tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_test_sets_are_measured_on_the_training_device(synth_dir, tmp_path, monkeypatch):
-    from cnnlab import training
+    from cnnlab.training import measure as training
 
     devices = []
     real = training.torch_logits
@@ -334,7 +335,7 @@ def test_test_sets_are_measured_on_the_training_device(synth_dir, tmp_path, monk
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_the_training_images_live_there(synth_dir, tmp_path, monkeypatch):
-    from cnnlab.data import FashionMNISTDataModule
+    from cnnlab.data.module import FashionMNISTDataModule
 
     seen = []
     real = FashionMNISTDataModule.train_dataloader

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .classes import CLASS_NAMES  # noqa: E402
+from .data.classes import CLASS_NAMES  # noqa: E402
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:

@@ -140,8 +140,8 @@ class RunBoard:
             self._writers[sub] = _writer(self.run_dir / sub if sub else self.run_dir)
         return self._writers[sub]
 
-    def start(self, history: list[dict[str, float]], epoch_seconds: list[float]) -> None:
-        """Write the session and replay the history into new event files, then drop the older files."""
+    def start_session(self, history: list[dict[str, float]], epoch_seconds: list[float]) -> None:
+        """Start the HParams session and replay the history into new event files, then drop the older files."""
         folders = [self.run_dir, *(self.run_dir / sub for sub in SUBRUNS)]
         old = [f for folder in folders for f in event_files(folder)]
         self._add_raw(_hparams_summaries(self.hparams), 0)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import study_grid
 from ..errors import CnnlabError
+from ..training.config import study_grid
 from . import render
 from .app import command
 from .options import (
@@ -31,7 +31,7 @@ from .options import (
 def fit(**options: Any) -> None:
     """Train the exercise's CNN on Fashion-MNIST and record the run for TensorBoard."""
     cfg = fit_config(options)  # bad values fail here, before torch and Lightning load
-    from ..training import fit as fit_run
+    from ..training.fit import fit as fit_run
 
     result = fit_run(cfg)
     if result.history and result.reporter:  # a DDP worker: rank 0 prints the one summary
@@ -50,7 +50,7 @@ def export(
     threads: Threads = None,
 ) -> None:
     """Export a trained model to one self-contained ONNX file, verified against PyTorch first."""
-    from ..export import export_onnx
+    from ..deploy.export import export_onnx
     from ..hardware import set_threads
 
     set_threads(threads)
@@ -75,7 +75,7 @@ def evaluate(
     threads: Threads = None,
 ) -> None:
     """Evaluate a model in fast batches: accuracy, per-class accuracy, confusion matrix, images per second."""
-    from ..evaluation import evaluate_models
+    from ..deploy.evaluation import evaluate_models
     from ..hardware import set_threads
 
     set_threads(threads)
@@ -96,7 +96,7 @@ def compare(
     tensorboard: TensorBoardOut = None,
 ) -> None:
     """Compare runs: learning curves on shared axes, a summary table and an overfitting verdict."""
-    from ..compare import compare_runs
+    from ..analysis.compare import compare_runs
     from ..tblog import board_dir
 
     if len(runs) < 2:
@@ -142,9 +142,9 @@ def study(
     base, n_jobs = fit_config(options), parse_jobs(jobs)
     grid = (parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds)
     study_grid(base, *grid)  # every bad value fails here, before torch and Lightning load
-    from ..report import write_report
-    from ..study import run_study
+    from ..analysis.report import write_report
     from ..tblog import board_dir
+    from ..training.study import run_study
 
     with render.GridDisplay() as display:
         result = run_study(base, *grid, out, display.show, which, collect, n_jobs, jobs_per_gpu)
@@ -182,7 +182,7 @@ def report(
     tensorboard: TensorBoardOut = None,
 ) -> None:
     """Write the lab report from the runs: setup, curves, results, findings, the exercise's claims tested."""
-    from ..report import write_report
+    from ..analysis.report import write_report
     from ..tblog import board_dir
 
     board = board_dir(tensorboard, "report", out) if tensorboard else None

@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from ..config import FitConfig
 from ..errors import CnnlabError
+from ..training.config import FitConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,15 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..classes import CLASS_NAMES
+from ..data.classes import CLASS_NAMES
 
 if TYPE_CHECKING:
-    from ..compare import Comparison
-    from ..evaluation import Evaluation, Report
-    from ..export import ExportResult
+    from ..analysis.compare import Comparison
+    from ..deploy.evaluation import Evaluation, EvaluationReport
+    from ..deploy.export import ExportResult
     from ..filters import FiltersResult
-    from ..jobs import Event
-    from ..training import FitResult
+    from ..training.fit import FitResult
+    from ..training.jobs import Event
 
 console = Console()
 
@@ -80,7 +80,7 @@ def export_summary(r: ExportResult) -> None:
         say(f"wrote {r.int8_output} (int8 predictions agree with float32 on {r.int8_agreement:.2%})")
 
 
-def _report_table(reports: list[Report]) -> Table:
+def _report_table(reports: list[EvaluationReport]) -> Table:
     table = Table(title=f"evaluation on {reports[0].split} ({reports[0].images:,} images)")
     table.add_column("")
     for r in reports:
@@ -99,7 +99,7 @@ def _report_table(reports: list[Report]) -> Table:
     return table
 
 
-def _confusion_table(report: Report) -> Table:
+def _confusion_table(report: EvaluationReport) -> Table:
     table = Table(title=f"confusion matrix: {Path(report.model).name} (rows: true, columns: predicted)")
     table.add_column("")
     for k in range(10):
@@ -138,7 +138,7 @@ def study_line(e: Event) -> str | None:
     if e.kind == "skip":
         return f"{where}: {e.message} earlier ({e.run_dir}), skipped"
     if e.kind == "start":
-        from ..fmt import format_duration
+        from ..text.fmt import format_duration
 
         return f"{where}: {e.message}" + (f", ETA {format_duration(e.eta_s)}" if e.eta_s is not None else "")
     if e.kind == "diverged":
@@ -201,7 +201,7 @@ class GridDisplay:
             plain(f"[{e.index}] {e.name}: {what}" + (f": {e.message}" if e.kind in ("failed", "diverged") else ""))
 
     def _table(self) -> Table:
-        from ..fmt import format_duration
+        from ..text.fmt import format_duration
 
         table = Table(title=f"cnnlab study, {self.jobs} jobs at once")
         for col in ("#", "run", "state", "epoch", "val loss", "ETA", "on"):

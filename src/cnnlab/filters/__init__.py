@@ -69,7 +69,7 @@ def _probes(probes: list[str] | None) -> list[str]:
 
 def _fashion_images(data_dir: str | None, n: int = 4) -> list[tuple[str, np.ndarray]]:
     """A few Fashion-MNIST holdout images, named after their class: the inputs for a cnnlab model."""
-    from ..data import CLASS_NAMES, FashionMNISTDataModule
+    from ..data.module import CLASS_NAMES, FashionMNISTDataModule
 
     holdout = FashionMNISTDataModule(data_dir).eval_set("holdout")
     out = []

@@ -128,7 +128,7 @@ def load_inception(weights: str = "imagenet", seed: int = 0) -> Stem:
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         model.Conv2d_1a_3x3.load_state_dict(keras_stem_weights(path))
         return _inception_stem(model, f"Keras weights ({path.name}, stem only)", False)
-    from ..checkpoints import load_checkpoint_dict
+    from ..model.checkpoints import load_checkpoint_dict
 
     state = load_checkpoint_dict(path)
     state = state.get("state_dict", state)
@@ -144,7 +144,7 @@ def load_inception(weights: str = "imagenet", seed: int = 0) -> Stem:
 
 def load_checkpoint_stem(source: str) -> Stem:
     """The first conv layer (and its ReLU) of a cnnlab checkpoint: 32 grayscale 3x3 filters on 28x28 input."""
-    from ..checkpoints import load_network
+    from ..model.checkpoints import load_network
 
     loaded = load_network(source)
     net = loaded.net

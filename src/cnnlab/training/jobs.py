@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CnnlabError, TrainingInterrupted, first_line
 from . import interrupts
-from .errors import CnnlabError, TrainingInterrupted, first_line
 
 if TYPE_CHECKING:
     from .config import FitConfig
@@ -98,7 +98,7 @@ def check_jobs(jobs: int | None, per_gpu: int) -> None:
 
 def gpus_for(cfg: FitConfig) -> int:
     """How many CUDA GPUs the jobs can share (0: train on the CPU)."""
-    from .hardware import uses_cuda
+    from ..hardware import uses_cuda
 
     if not uses_cuda(cfg.accelerator):
         return 0
@@ -155,8 +155,8 @@ def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
     os.setpgrp()
     with interrupts.watching(shared=stop) as request:
         interrupts.unblock()
-        from .lit import NonFiniteLoss
-        from .training import fit
+        from ..model.lit import NonFiniteLoss
+        from .fit import fit
 
         # After the imports: importing Lightning sets its loggers to INFO ("GPU available: ..." x N, garbling
         # the parent's display).

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, atomic_write_text
-from .errors import CnnlabError
-from .runs import (
+from ..atomic import atomic_write_json, atomic_write_text
+from ..errors import CnnlabError
+from ..runs import (
     EXPERIMENT_SETTINGS,
     best_row,
     differing_settings,
@@ -22,8 +22,8 @@ from .runs import (
     resolve_run,
     settings,
 )
+from ..tblog import write_board
 from .stats import RISE_THRESHOLD_PCT, TAIL_EPOCHS, tail_rise
-from .tblog import write_board
 
 OVERFIT_THRESHOLD = RISE_THRESHOLD_PCT  # percent: the tail this far above the smoothed minimum = overfitting
 
@@ -227,7 +227,7 @@ def compare_runs(
     tensorboard: Path | None = None,  # also write the figures and the table as this TensorBoard run
 ) -> Comparison:
     """Curves (shared axes), per-run overfitting charts, summary.md and summary.json for two or more runs."""
-    from .plots import plot_run_curves, plot_runs
+    from ..plots import plot_run_curves, plot_runs
 
     if not sources:
         raise CnnlabError("compare needs runs (run folders or names)")

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import CLASS_NAMES, FashionMNISTDataModule, InMemoryImages
-from .errors import CnnlabError, first_line
+from ..data.module import CLASS_NAMES, FashionMNISTDataModule, InMemoryImages
+from ..errors import CnnlabError, first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
 # PyTorch eval batches: on a CPU 256 images at a time run about 2x faster than 1024 (measured: 3.0 vs 5.5 s for
@@ -99,7 +99,9 @@ def evaluate_torch(
 
 
 @dataclass
-class Report:
+class EvaluationReport:
+    """One model evaluated on one split: accuracy (overall and per class), confusion matrix, speed."""
+
     model: str
     backend: str  # onnxruntime | pytorch
     provider: str
@@ -158,7 +160,7 @@ def _predictor(
     model: str | os.PathLike[str], provider: str, batch_size: int, logdir: Path, checkpoint: str
 ) -> tuple[Callable[[torch.Tensor], np.ndarray], bool, str, str | None]:
     """(predict, is_onnx, the provider used, the checkpoint file) for an ONNX file or a PyTorch checkpoint / run."""
-    from .checkpoints import load_network
+    from ..model.checkpoints import load_network
 
     if _is_onnx(Path(model)):
         session, used = _onnx_predictor(Path(model), provider)
@@ -179,7 +181,7 @@ def evaluate(
     data_dir: str | None = None,
     logdir: Path = Path("tb_logs"),
     checkpoint: str = "best",
-) -> tuple[Report, np.ndarray]:
+) -> tuple[EvaluationReport, np.ndarray]:
     """Evaluate an ``.onnx`` file (onnxruntime) or a checkpoint / run (PyTorch); returns the report and predictions."""
     _check(split, provider, batch_size)
     predict, is_onnx, used, ckpt_file = _predictor(model, provider, batch_size, logdir, checkpoint)
@@ -192,7 +194,7 @@ def evaluate(
     labels = dataset.labels.numpy()
     cm = confusion_matrix(preds, labels)
     per_class = {name: float(cm[k, k] / max(cm[k].sum(), 1)) for k, name in enumerate(CLASS_NAMES)}
-    report = Report(
+    report = EvaluationReport(
         model=str(model),
         backend="onnxruntime" if is_onnx else "pytorch",
         provider=used,
@@ -211,7 +213,7 @@ def evaluate(
 
 @dataclass
 class Evaluation:
-    reports: list[Report]  # one, or two for --compare
+    reports: list[EvaluationReport]  # one, or two for --compare
     payload: dict[str, Any]  # what --json prints and evaluation.json holds
     agreement: float | None = None  # --compare: share of images both models predict alike
     accuracy_difference: float | None = None
@@ -252,8 +254,8 @@ def evaluate_models(
 
 
 def _write_evaluation(result: Evaluation, out: Path) -> None:
-    from .atomic import atomic_write_json
-    from .plots import plot_confusion
+    from ..atomic import atomic_write_json
+    from ..plots import plot_confusion
 
     for r in result.reports:
         name = Path(r.model).name

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ...runs import EXPERIMENT_SETTINGS, read_predictions, settings
 from .. import stats
 from ..compare import Run
-from ..runs import EXPERIMENT_SETTINGS, read_predictions, settings
 
 # The metrics a comparison looks at: (key, the direction the exercise expects for "better", described in the
 # catalogs under metric.KEY). Tail values are the mean of the last k epochs of each seed's curve.

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import TrainingInterrupted
+from ..errors import TrainingInterrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STUDY_STOPPED = "the study was stopped"

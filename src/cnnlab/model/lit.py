@@ -12,10 +12,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from .config import OPTIMIZERS as OPTIMIZERS
-from .config import check_hparams
-from .errors import CnnlabError
-from .model import KerasCNN
+from ..errors import CnnlabError
+from ..training.config import OPTIMIZERS as OPTIMIZERS
+from ..training.config import check_hparams
+from .network import KerasCNN
 from .numerics import set_thread_invariant
 
 

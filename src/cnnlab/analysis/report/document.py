@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...text import Catalog
 from .. import stats
-from ..text import Catalog
 from .claims import Claim
 from .findings import Comparison, Effect, Experiment, Findings
 from .layer import Layer

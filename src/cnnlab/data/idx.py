@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import CnnlabError
+from ..errors import CnnlabError
 
 UBYTE = 0x08
 MAX_BYTES = 1 << 30  # 1 GiB: Fashion-MNIST's largest file is 47 MB; anything near this is not an IDX image file

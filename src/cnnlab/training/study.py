@@ -9,17 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..analysis.compare import Comparison, compare_runs
+from ..atomic import atomic_write_text
+from ..errors import CnnlabError, TrainingInterrupted
+from ..model.lit import NonFiniteLoss
+from ..runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
+from ..tblog import board_dir
 from . import interrupts
-from .atomic import atomic_write_text
-from .compare import Comparison, compare_runs
-from .config import study_grid
-from .errors import CnnlabError, TrainingInterrupted
+from .config import FitConfig, study_grid
+from .fit import fit
 from .interrupts import StopRequest
 from .jobs import Event, Task, auto_jobs, check_jobs, gpus_for, run_parallel, study_interrupted, threads_per_run
-from .lit import NonFiniteLoss
-from .runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
-from .tblog import board_dir
-from .training import FitConfig, fit
 
 # A study's run is done when a run exists with the same experiment settings, seed and measurements.
 _SAME = (*EXPERIMENT_SETTINGS, "seed", "eval_train", "data_dir")

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from .errors import CnnlabError, first_line
-from .model import KerasCNN
-from .runs import read_run, resolve_checkpoint
+from ..errors import CnnlabError, first_line
+from ..runs import read_run, resolve_checkpoint
+from .network import KerasCNN
 
 
 @dataclass

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .classes import CLASS_NAMES as CLASS_NAMES  # its home is classes.py, light enough for the CLI
-from .config import check_fractions
-from .errors import CnnlabError
+from ..training.config import check_fractions
+from ..errors import CnnlabError
 from .idx import read_idx
 
 FILES = {

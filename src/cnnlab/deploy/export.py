@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import torch
 
-from . import __version__
-from .atomic import atomic_write_bytes
-from .checkpoints import LoadedNetwork, load_network
-from .data import CLASS_NAMES, FashionMNISTDataModule
-from .errors import CnnlabError, first_line
+from .. import __version__
+from ..atomic import atomic_write_bytes
+from ..data.module import CLASS_NAMES, FashionMNISTDataModule
+from ..errors import CnnlabError, first_line
+from ..model.checkpoints import LoadedNetwork, load_network
 from .evaluation import ort_logits, ort_session, torch_logits
 
 PARITY_TOLERANCE = 1e-4

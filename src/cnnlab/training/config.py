@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import CnnlabError
-from .runs import check_name
+from ..errors import CnnlabError
+from ..runs import check_name
 
 
 def _option(default: Any, help: str, kind: str, **cli: Any) -> Any:

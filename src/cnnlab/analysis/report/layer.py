@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CnnlabError
+from ...errors import CnnlabError
 
 # Edge filters by the direction of their intensity gradient (degrees mod 180): a vertical edge has its gradient
 # along x (0 degrees), a horizontal edge along y (90 degrees).

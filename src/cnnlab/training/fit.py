@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import os
 import platform
 import signal
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -16,41 +14,37 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from . import __version__, interrupts
-from .atomic import atomic_path
-from .checkpoints import load_checkpoint_dict, load_network
-from .config import FitConfig
-from .data import FashionMNISTDataModule
-from .errors import CnnlabError, TrainingInterrupted, first_line
-from .evaluation import confusion_matrix, loss_and_accuracy, torch_logits
-from .hardware import Precision, choose_precision, describe, set_threads
-from .interrupts import StopRequest
-from .lit import FashionClassifier, NonFiniteLoss
-from .runs import (
+from .. import __version__
+from ..atomic import atomic_path
+from ..data.module import FashionMNISTDataModule
+from ..errors import CnnlabError, TrainingInterrupted, first_line
+from ..hardware import Precision, choose_precision, describe, set_threads
+from ..model.checkpoints import load_checkpoint_dict
+from ..model.lit import FashionClassifier, NonFiniteLoss
+from ..runs import (
     RUN_JSON,
-    best_row,
     checkpoint_path,
     clean_stray_temp,
     create_version,
     read_run,
     resume_target,
     version_of,
-    write_history,
     write_predictions,
-    write_run,
 )
-from .tblog import RunBoard, summary_text
+from ..tblog import RunBoard, summary_text
+from . import interrupts
+from .config import FitConfig
+from .interrupts import StopRequest
+from .measure import board_figures, measure_test_sets
+from .recorder import RunRecorder, now
 
 _RUN_DIR_ENV = "CNNLAB_RUN_DIR"  # tells DDP worker processes (which re-run the command) which folder rank 0 made
-TEST_SPLITS = ("holdout", "official")
 
 
 @dataclass
@@ -70,100 +64,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
-
-
-class RunRecorder(Callback):
-    """After every epoch: history.csv, run.json, TensorBoard (step = epoch), best.ckpt, then last.ckpt.
-
-    The best checkpoint is kept here, not by Lightning's ModelCheckpoint: its choice comes from the same history
-    (restored from last.ckpt on resume) as run.json's "best", so the two always name the same epoch. The files are
-    written before last.ckpt, and the history also travels inside it, so a run killed at any moment resumes with a
-    history that matches its weights.
-    """
-
-    clock = staticmethod(time.perf_counter)  # a test swaps in a fake clock
-
-    def __init__(self) -> None:
-        self.run_dir = Path()
-        self.info: dict[str, Any] = {}
-        self.history: list[dict[str, float]] = []
-        self.epoch_seconds: list[float] = []
-        self._t0 = 0.0
-        self._train_seconds: float | None = None
-        self.board: RunBoard | None = None  # rank 0 only
-        self._board_started = False
-        self.observer: Callable[[dict[str, float], float], None] | None = None  # told of each committed epoch
-
-    def start(self, run_dir: Path, info: dict[str, Any], board: RunBoard | None) -> None:
-        self.run_dir, self.info, self.board = run_dir, info, board
-
-    def start_board(self) -> None:
-        """The event files afresh from the history (restored from last.ckpt on resume), once per process."""
-        if self.board is not None and not self._board_started:
-            self.board.start(self.history, self.epoch_seconds)
-            self._board_started = True
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start_board()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "epoch_seconds": self.epoch_seconds}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history, self.epoch_seconds = list(state["history"]), list(state["epoch_seconds"])
-
-    def _clock(self, pl_module: L.LightningModule) -> float:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)  # GPU work is asynchronous: wait before reading the clock
-        return self.clock()
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._train_seconds = None
-        self._t0 = self._clock(pl_module)
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The epoch's training batches are done: validation and the checkpoint saves are not timed.
-        # (trainer.training is False here: during fit's validation the trainer's stage is "validate".)
-        if trainer.state.fn == TrainerFn.FITTING and self._train_seconds is None:
-            self._train_seconds = self._clock(pl_module) - self._t0
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        assert isinstance(pl_module, FashionClassifier)
-        pl_module.raise_if_nonfinite()
-        if self._train_seconds is None:
-            self._train_seconds = self._clock(pl_module) - self._t0
-        epoch = trainer.current_epoch + 1
-        metrics = pl_module.epoch_metrics()
-        row: dict[str, float] = {"epoch": epoch}
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "train_eval/loss", "train_eval/acc"):
-            if key in metrics:
-                row[key.replace("/", "_")] = metrics[key]
-        # The commit. It holds no stop point (interrupts.py), so a signal never cuts it short.
-        self.history.append(row)
-        self.epoch_seconds.append(round(self._train_seconds, 4))
-        # Every rank sees the same synced metrics, so every rank takes part in the same saves.
-        if best_row(self.history) is row:
-            trainer.save_checkpoint(checkpoint_path(self.run_dir, "best"), weights_only=True)
-        if trainer.is_global_zero:
-            write_history(self.run_dir, self.history)
-            self.write_info(status="running")
-            if self.board is not None:
-                self.board.epoch(row, self._train_seconds)
-            if self.observer is not None:
-                self.observer(row, self._train_seconds)
-        trainer.save_checkpoint(checkpoint_path(self.run_dir, "last"), weights_only=False)
-
-    def write_info(self, **updates: Any) -> None:
-        self.info.update(updates)
-        best = best_row(self.history)
-        self.info.update(
-            epochs_completed=len(self.history),
-            epoch_seconds=self.epoch_seconds,
-            best={"epoch": best["epoch"], "val_loss": best["val_loss"], "val_acc": best["val_acc"]} if best else {},
-            final=self.history[-1] if self.history else {},
-            updated=_now(),
-        )
-        write_run(self.run_dir, self.info)
 
 
 class StopAtBatch(Callback):
@@ -205,10 +105,6 @@ class _DropTips(logging.Filter):
 
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_DropTips())
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _worker_run_dir() -> Path | None:
@@ -292,7 +188,7 @@ def _run_info(
     precision: Precision,
 ) -> dict[str, Any]:
     assert dm.split is not None
-    info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": _now()}
+    info: dict[str, Any] = read_run(run_dir) if cfg.resume else {"started": now()}
     for stale in ("message", "interrupted_by"):  # a resumed run's earlier ending no longer describes it
         info.pop(stale, None)
     info.update(
@@ -356,22 +252,37 @@ def _fit(
     stop.check()  # asked to stop while the data loaded: no run folder is made
     run_dir = _open_run_folder(cfg, trainer, recorder, run_dir, dm, model, precision)
     status = _train(cfg, trainer, recorder, model, dm)
-    result = FitResult(run_dir, status, recorder.history, {}, recorder.epoch_seconds, recorder.info.get("best", {}))
-    if not trainer.is_global_zero or recorder.board is None:
-        result.reporter = False
-        return result
+    reporter = trainer.is_global_zero and recorder.board is not None  # DDP workers: rank 0 alone reports the run
+    test = _finish(recorder, model, dm, trainer.strategy.root_device, stop) if reporter else {}
+    return FitResult(
+        run_dir=run_dir,
+        status=status,
+        history=recorder.history,
+        test=test,
+        epoch_seconds=recorder.epoch_seconds,
+        best=recorder.info.get("best", {}),
+        reporter=reporter,
+    )
+
+
+def _finish(
+    recorder: RunRecorder, model: FashionClassifier, dm: FashionMNISTDataModule, device: torch.device, stop: StopRequest
+) -> dict[str, dict[str, Any]]:
+    """Rank 0, once training ended: the test sets measured, predictions.npz, run.json "finished", the board closed."""
+    run_dir = recorder.run_dir
     try:
-        measured = measure_test_sets(model, dm, run_dir, recorder.history, trainer.strategy.root_device, stop.check)
+        measured = measure_test_sets(model, dm, run_dir, recorder.history, device, stop.check)
     except TrainingInterrupted as e:  # every epoch is committed: --resume only measures the test sets
         raise _record_stop(recorder, e) from None
-    result.test = measured.test
     write_predictions(run_dir, measured.predictions)  # before "finished": a finished run always has them
     clean_stray_temp(run_dir)
-    recorder.write_info(status="finished", test=result.test)
+    recorder.write_info(status="finished", test=measured.test)
     recorder.start_board()  # a resume with no epoch left to train never started it
-    with contextlib.closing(recorder.board):
-        recorder.board.finish(len(recorder.history), result.test, summary_text(recorder.info), _board_figures(measured))
-    return result
+    board = recorder.board
+    assert board is not None
+    with contextlib.closing(board):
+        board.finish(len(recorder.history), measured.test, summary_text(recorder.info), board_figures(measured))
+    return measured.test
 
 
 def _open_run_folder(
@@ -390,7 +301,7 @@ def _open_run_folder(
         clean_stray_temp(run_dir)  # what a killed write left; this process is now the folder's only writer
     info = _run_info(cfg, dm, model, run_dir, trainer.strategy.root_device, precision)
     board = RunBoard(run_dir, {**info["config"], "precision": precision.used}) if trainer.is_global_zero else None
-    recorder.start(run_dir, info, board)
+    recorder.start_run(run_dir, info, board)
     if trainer.is_global_zero and not cfg.resume:  # a resumed run keeps its run.json until its next epoch
         recorder.write_info()
     return run_dir
@@ -442,66 +353,3 @@ def _record_stop(recorder: RunRecorder, e: TrainingInterrupted, write: bool = Tr
         recorder.board.close()
     message = f"interrupted by {e.reason} {where}; the last finished epoch's checkpoint is kept: rerun with --resume"
     return TrainingInterrupted(message if done else f"interrupted by {e.reason} {where}", e.reason, e.signum)
-
-
-def _board_figures(measured: TestMeasurement) -> dict[str, Any]:
-    from .plots import confusion_figure, kernels_figure
-
-    best = measured.test.get("best", measured.test["last"])
-    title = f"holdout, best checkpoint (epoch {best['epoch']}): accuracy {best['holdout']['acc']:.4f}"
-    return {
-        "confusion_matrix/holdout": confusion_figure(measured.confusion, title),
-        "filters/conv1": kernels_figure(
-            measured.first_conv, f"first conv layer, best checkpoint (epoch {best['epoch']})"
-        ),
-    }
-
-
-@dataclass
-class TestMeasurement:
-    test: dict[str, dict[str, Any]]  # {"best"|"last": {"epoch", "holdout": {loss, acc}, "official": {...}}}
-    confusion: Any  # (10, 10) on the holdout, best checkpoint's weights
-    first_conv: Any  # the best checkpoint's first conv kernels (32, 1, 3, 3)
-    predictions: dict[str, Any]  # predictions.npz's arrays (runs.write_predictions)
-
-
-def measure_test_sets(
-    model: FashionClassifier,
-    dm: FashionMNISTDataModule,
-    run_dir: Path,
-    history: list[dict[str, float]],
-    device: torch.device,
-    check: Callable[[], None] = lambda: None,
-) -> TestMeasurement:
-    """Loss and accuracy on the holdout and the official test set, for the last epoch's weights and for the best
-    checkpoint's (what `export RUN` and `evaluate RUN` use by default), on the device that trained them; the
-    confusion matrix and first-layer kernels of the best checkpoint (the last epoch's without one); every image's
-    predicted class. ``check`` runs before each evaluation (it raises to stop)."""
-    best = best_row(history)
-    nets = {"last": (len(history), model.net)}
-    if best is not None:
-        best_net = model.net if best["epoch"] == len(history) else load_network(checkpoint_path(run_dir, "best")).net
-        nets["best"] = (int(best["epoch"]), best_net)
-    out = TestMeasurement({}, None, None, {})
-    for split in TEST_SPLITS:
-        out.predictions[f"{split}_labels"] = dm.eval_set(split).labels.numpy().astype(np.uint8)
-    for which, (epoch, net) in nets.items():  # "best" comes last: its confusion matrix and kernels are kept
-        out.predictions[f"{which}_epoch"] = np.int64(epoch)
-        if which == "best" and net is model.net:  # the last epoch was the best: measured already
-            out.test["best"] = dict(out.test["last"])
-            for split in TEST_SPLITS:
-                out.predictions[f"best_{split}"] = out.predictions[f"last_{split}"]
-            continue
-        net.to(device)
-        out.test[which] = {"epoch": epoch}
-        for split in TEST_SPLITS:
-            check()  # a stop point between evaluations (interrupts.py)
-            data = dm.eval_set(split)
-            logits = torch_logits(net, data.images, device=device)
-            out.test[which][split] = loss_and_accuracy(logits, data.labels)
-            out.predictions[f"{which}_{split}"] = logits.argmax(1).astype(np.uint8)
-            if split == "holdout":
-                out.confusion = confusion_matrix(logits.argmax(1), data.labels)
-        out.first_conv = net.first_conv.weight.detach().cpu().numpy()
-        net.cpu()
-    return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plots import _fonts, plt, save_figure
+from ...plots import _fonts, plt, save_figure
 from .findings import Experiment, LongRun
 
 _DROPOUT_COLOURS = ("#c0392b", "#1f5fa8", "#2e8b57", "#8e44ad", "#d35400")  # no dropout: red; 0.5: blue

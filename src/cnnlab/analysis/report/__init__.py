@@ -22,12 +22,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..atomic import atomic_write_json, atomic_write_text
+from ... import __version__
+from ...atomic import atomic_write_json, atomic_write_text
+from ...errors import CnnlabError
+from ...runs import RUN_JSON
+from ...text import LANGS, Catalog, catalog
 from ..compare import load_runs
-from ..errors import CnnlabError
-from ..runs import RUN_JSON
-from ..text import LANGS, Catalog, catalog
 from .claims import Claim, judge
 from .document import Document, build
 from .findings import Findings, compute
@@ -125,7 +125,7 @@ def render(doc: Document, t: Catalog, folder: Path) -> tuple[str, str]:
     def embed(name: str) -> str:
         return "data:image/png;base64," + base64.b64encode((folder / name).read_bytes()).decode("ascii")
 
-    loader = jinja2.PackageLoader("cnnlab.report", "templates")
+    loader = jinja2.PackageLoader("cnnlab.analysis.report", "templates")
     md_env = jinja2.Environment(loader=loader, autoescape=False, keep_trailing_newline=True)
     html_env = jinja2.Environment(loader=loader, autoescape=True, keep_trailing_newline=True)
     html_env.filters["inline"] = lambda s: jinja2.utils.markupsafe.Markup(_inline(str(s)))
@@ -145,8 +145,8 @@ def write_report(
     tensorboard: Path | None = None,  # also write the conclusions and the figures as this TensorBoard run
 ) -> ReportResult:
     """Write REPORT.md, report.html, findings.json and the figures for these runs into ``out``."""
-    from ..model import KerasCNN, count_parameters
-    from ..plots import figure_lang, plot_curve_sets
+    from ...model.network import KerasCNN, count_parameters
+    from ...plots import figure_lang, plot_curve_sets
     from . import figures as F
 
     if lang not in LANG_CHOICES:
@@ -228,7 +228,7 @@ def write_report(
     atomic_write_json(out / "findings.json", payload)
     files = [out / "REPORT.md", out / "report.html", out / "findings.json", *files]
     if tensorboard is not None:
-        from ..tblog import write_board
+        from ...tblog import write_board
 
         text = "\n".join(f"- {item}" for item in ReportResult(out, [], findings, claims, doc).conclusions)
         write_board(tensorboard, [p for p in files if p.suffix == ".png"], {"findings": text})
