@@ -1,9 +1,11 @@
 """``write_report``: the lab report, from the runs' records alone, in English or Japanese.
 
-The parts, each alone: ``findings`` computes every verdict and its statistics (no text), ``claims`` judges the
-exercise's conclusions on them, ``layer`` reads Part 2 from a ``cnnlab filters`` folder, ``figures`` draws,
-``document`` picks the catalog's sentences (``cnnlab/text/LANG.toml``) by what the data showed, and the Jinja2
-templates write REPORT.md and one self-contained report.html (figures embedded, no scripts, prints to PDF).
+The parts, each alone: ``experiments`` groups the runs into experiments with each seed's figures, ``findings``
+computes every comparison, verdict and statistic on them (no text), ``claims`` judges the exercise's conclusions,
+``layer`` reads Part 2 from a ``cnnlab filters`` folder, ``figures`` draws; ``document`` builds the five sections
+(``discussion``: 1, 2, 4 and 5; ``results``: 3) from ``writer``'s blocks and sentences, picked from the catalog
+(``cnnlab/text/LANG.toml``) by what the data showed; the Jinja2 templates write REPORT.md and one self-contained
+report.html (figures embedded, no scripts, prints to PDF).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from ...runs import RUN_JSON
 from ...text import LANGS, Catalog, catalog
 from ..compare import load_runs
 from .claims import Claim, judge
-from .document import Document, build
+from .document import build
 from .findings import Findings, compute
 from .layer import Layer, read_layer
+from .writer import Document, Writer
 
 LANG_CHOICES = LANGS
 
@@ -161,8 +164,6 @@ def write_report(
     t = catalog(lang)
     out = Path(out)
     fig_lang = figure_lang(lang)
-    from .document import Writer
-
     names = {e.key: Writer(t, findings).label(e) for e in findings.experiments}
     short = [e for e in findings.experiments if e.epochs < 400]
     lim = F.limits(findings.experiments)

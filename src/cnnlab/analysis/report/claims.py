@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .findings import Effect, Experiment, Findings
+from .experiments import Experiment
+from .findings import Effect, Findings
 
 _FROM_EFFECT = {
     "holds": "confirmed",

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ...plots import _fonts, plt, save_figure
-from .findings import Experiment, LongRun
+from .experiments import Experiment
+from .findings import LongRun
 
 _DROPOUT_COLOURS = ("#c0392b", "#1f5fa8", "#2e8b57", "#8e44ad", "#d35400")  # no dropout: red; 0.5: blue
 _FRAC_STYLES = ("-", "--", ":", "-.")
