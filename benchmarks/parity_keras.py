@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cnnlab.data.module import EpochShuffle  # noqa: E402
+from cnnlab.runs import best_row  # noqa: E402
 from cnnlab.training.config import FitConfig  # noqa: E402
 from cnnlab.training.fit import prepare  # noqa: E402
 
@@ -322,11 +323,11 @@ def _epoch_order(n: int, seed: int, epoch: int):
 
 
 def _summary(rows):
-    best = min(range(len(rows)), key=lambda i: rows[i]["val_loss"])
+    best = best_row(rows) or rows[-1]
     last = rows[-1]
     return (
         f"final train acc {last['train_acc']:.4f}, val loss {last['val_loss']:.4f}, val acc {last['val_acc']:.4f}; "
-        f"min val loss {rows[best]['val_loss']:.4f} at epoch {best + 1}"
+        f"min val loss {best['val_loss']:.4f} at epoch {rows.index(best) + 1}"
     )
 
 

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .data.classes import CLASS_NAMES  # noqa: E402
+from .runs import best_row  # noqa: E402
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -151,7 +152,7 @@ def plot_run_curves(run: Any, path: str | os.PathLike[str], log_loss: bool = Fal
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
-        best = min(run.history, key=lambda r: r["val_loss"])
+        best = best_row(run.history) or run.history[-1]  # the best checkpoint's epoch (runs.best_row)
         loss_ax.axvline(best["epoch"], color="grey", linestyle=":", label=t["min"])
         loss_ax.set_ylabel(t["loss"] + (t["log"] if log_loss else ""))
         if log_loss:

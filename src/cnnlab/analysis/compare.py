@@ -23,7 +23,7 @@ from ..runs import (
     settings,
 )
 from ..tblog import write_board
-from .stats import RISE_THRESHOLD_PCT, TAIL_EPOCHS, tail_rise
+from .stats import RISE_THRESHOLD_PCT, TAIL_EPOCHS, mean_std, tail_rise
 
 OVERFIT_THRESHOLD = RISE_THRESHOLD_PCT  # percent: the tail this far above the smoothed minimum = overfitting
 
@@ -163,8 +163,10 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
         if v["mean"] is None:
             return "-"
         if fmt == "{}":  # a count (the epoch of minimum validation loss): its mean to one decimal
-            return f"{v['mean']:.1f} ± {v['std']:.1f}"
-        return f"{fmt.format(v['mean'])} ± {v['std']:.4f}"
+            mean, std = f"{v['mean']:.1f}", None if v["std"] is None else f"{v['std']:.1f}"
+        else:
+            mean, std = fmt.format(v["mean"]), None if v["std"] is None else f"{v['std']:.4f}"
+        return mean if std is None else f"{mean} ± {std}"
     return fmt.format(v)
 
 
@@ -202,10 +204,8 @@ def table_row(series: Series, rows: dict[Path, dict[str, Any]]) -> dict[str, Any
     }
     for key in _AVERAGED:
         vals = [m[key] for m in members if m.get(key) is not None]
-        agg[key] = {
-            "mean": statistics.fmean(vals) if vals else None,
-            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-        }
+        mean, std = mean_std(vals) if vals else (None, None)
+        agg[key] = {"mean": mean, "std": std}  # std None: a figure only one seed has
     agg["overfitting"] = sum(m["overfitting"] for m in members) > len(members) / 2
     agg["val_loss_rise_pct"] = statistics.fmean(m["val_loss_rise_pct"] for m in members)
     return agg

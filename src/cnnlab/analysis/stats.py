@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,14 @@ import numpy as np
 TAIL_EPOCHS = 5  # k: the tail and the running median's window (a fifth of the exercise's 40 epochs at most)
 RISE_THRESHOLD_PCT = 10.0  # tail this far above the smoothed minimum = overfitting
 ALPHA = 0.05  # the tests' level: a claim holds when p < 0.05 and the effect has the claimed sign
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean over seeds and their sample standard deviation, the one rule for every "mean ± std": with one
+    value there is no spread to give (None), never 0."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def tail_epochs(n_epochs: int, k: int = TAIL_EPOCHS) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 from ... import __version__
 from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CnnlabError
-from ...runs import RUN_JSON
+from ...runs import RUN_JSON, best_row
 from ...text import LANGS, Catalog, catalog
 from ..compare import load_runs
 from .claims import Claim, judge
@@ -96,7 +96,8 @@ def _keras3(path: Path) -> tuple[dict[str, Any], list[list[str]]]:
         ) from None
     rows = []
     for name, r in curves.items():
-        best = min(range(len(r)), key=lambda i: r[i]["val_loss"])
+        best_epoch = best_row(r) or r[-1]
+        best = next(i for i, row in enumerate(r) if row is best_epoch)
         last = r[-1]
         rows.append(
             [

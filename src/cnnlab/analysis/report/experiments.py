@@ -32,7 +32,7 @@ class Stat:
         vals = [float(v) for v in values if v is not None and math.isfinite(v)]
         if not vals:
             return None
-        return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
+        return Stat(*stats.mean_std(vals), len(vals))
 
 
 @dataclass

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...text import Catalog
+from ...text.fmt import clock_parts
 from .experiments import Experiment
 from .findings import Comparison, Effect, Findings
 
@@ -120,8 +121,7 @@ class Writer:
     def duration(self, seconds: float) -> str:
         if not seconds:
             return "-"
-        m, s = divmod(round(seconds), 60)
-        h, m = divmod(m, 60)
+        h, m, s = clock_parts(round(seconds))  # to the nearest second
         return self.t("unit.duration_h", h=h, m=m) if h else self.t("unit.duration_m", m=m, s=s)
 
     @property
