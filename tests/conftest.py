@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.data.module import SYSTEM_DIR, _missing_in, synthetic_fashion_mnist
+from cnnlab.data.module import SYSTEM_DIR, missing_files
+from synthetic import synthetic_fashion_mnist
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +18,7 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _real_dir() -> Path | None:
     for folder in (os.environ.get("CNNLAB_DATA_DIR"), SYSTEM_DIR, "data"):
-        if folder and not _missing_in(Path(folder)):
+        if folder and not missing_files(Path(folder)):
             return Path(folder)
     return None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cnnlab.atomic import atomic_write_json
-from cnnlab.runs import write_history, write_predictions
+from cnnlab.runs import best_row, write_history, write_predictions
 
 HOLDOUT = 10_000
 
@@ -28,23 +30,27 @@ def make_run(
     rng_seed: int = 0,
     base_right: np.ndarray | None = None,
     flip: int = 0,
+    curves: Callable[[int], dict[str, float]] | None = None,
+    version: int = 0,
+    settings: dict[str, Any] | None = None,
+    test_acc: tuple[float, float] | None = None,
 ) -> Path:
     """One run whose validation loss follows ``val_loss`` (one value per epoch). With ``holdout_right`` the run keeps
-    predictions: that fraction of holdout images right; or ``base_right`` with ``flip`` wrong images made right."""
+    predictions: that fraction of holdout images right; or ``base_right`` with ``flip`` wrong images made right.
+
+    ``curves(epoch)`` gives each history row's other columns (train loss and accuracy, validation accuracy, the
+    train_eval columns if any) instead of the defaults; ``settings`` replace config entries; ``test_acc`` records
+    the holdout accuracy of the best checkpoint (the epoch runs.best_row picks, as training does) and of the last
+    epoch, without predictions."""
     name = name or f"frac{frac}_drop{dropout}_seed{seed}"
-    run = logdir / name / "version_0"
+    run = logdir / name / f"version_{version}"
     run.mkdir(parents=True)
     n = len(val_loss)
-    rows = [
-        {
-            "epoch": e + 1,
-            "train_loss": train_loss + 0.5 / (e + 1),
-            "train_acc": train_acc - 0.1 / (e + 1),
-            "val_loss": v,
-            "val_acc": val_acc,
-        }
-        for e, v in enumerate(val_loss)
-    ]
+
+    def default_curves(epoch: int) -> dict[str, float]:
+        return {"train_loss": train_loss + 0.5 / epoch, "train_acc": train_acc - 0.1 / epoch, "val_acc": val_acc}
+
+    rows = [{"epoch": e, "val_loss": v} | (curves or default_curves)(e) for e, v in enumerate(val_loss, 1)]
     write_history(run, rows)
     config = {
         "frac": frac,
@@ -58,7 +64,7 @@ def make_run(
         "val_split": 0.1,
         "precision": "32-true",
         "threads": 1,
-    }
+    } | (settings or {})
     train = int(45_000 * frac)
     info = {
         "name": name,
@@ -88,8 +94,26 @@ def make_run(
         acc = float(right.mean())
         test = {"holdout": {"acc": acc, "loss": 0.4}, "official": {"acc": acc, "loss": 0.4}}
         info["test"] = {w: dict(test, epoch=n) for w in ("best", "last")}
+    if test_acc is not None:
+        best = best_row(rows)
+        best_epoch = int(best["epoch"]) if best else n
+        info["test"] = {
+            "best": {"epoch": best_epoch, "holdout": {"acc": test_acc[0], "loss": 0.5}},
+            "last": {"epoch": n, "holdout": {"acc": test_acc[1], "loss": 0.6}},
+        }
     atomic_write_json(run / "run.json", info)
     return run
+
+
+def steady(epoch: int) -> dict[str, float]:
+    """Curves that move by a known step each epoch: train loss 1/epoch, train acc 0.5 + 0.04 epoch, val acc 0.5 +
+    0.03 epoch (so every figure of a comparison is known exactly)."""
+    return {"train_loss": 1.0 / epoch, "train_acc": 0.5 + 0.04 * epoch, "val_acc": 0.5 + 0.03 * epoch}
+
+
+def steady_with_eval(epoch: int) -> dict[str, float]:
+    """``steady``, with the dropout-off training measurement (train_eval) too."""
+    return steady(epoch) | {"train_eval_loss": 0.9 / epoch, "train_eval_acc": 0.55 + 0.04 * epoch}
 
 
 def flat(n: int = 40, low: float = 0.35) -> list[float]:

@@ -5,46 +5,23 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.analysis.compare import compare_runs
-from cnnlab.atomic import atomic_write_json
 from cnnlab.cli import app
-from cnnlab.runs import write_history
+from runfolders import make_run, steady, steady_with_eval
 
 runner = CliRunner()
 
 
-def _fake_run(logdir, name, val_losses, frac=0.2, dropout=0.0, seed=42, eval_train=False, version=0, **settings):
-    """A run folder written by hand: no training, so every expected number is known."""
-    run = logdir / name / f"version_{version}"
-    run.mkdir(parents=True)
-    rows = []
-    for i, vl in enumerate(val_losses, 1):
-        row = {
-            "epoch": i,
-            "train_loss": 1.0 / i,
-            "train_acc": 0.5 + 0.04 * i,
-            "val_loss": vl,
-            "val_acc": 0.5 + 0.03 * i,
-        }
-        if eval_train:
-            row |= {"train_eval_loss": 0.9 / i, "train_eval_acc": 0.55 + 0.04 * i}
-        rows.append(row)
-    write_history(run, rows)
-    config = {"frac": frac, "dropout": dropout, "seed": seed, "epochs": len(val_losses), "batch_size": 32,
-              "lr": 1e-4, "optimizer": "rmsprop", "init": "keras", "val_split": 0.1} | settings  # fmt: skip
-    best = min(range(len(rows)), key=lambda i: val_losses[i]) + 1
-    test = {"best": {"epoch": best, "holdout": {"acc": 0.81, "loss": 0.5}},
-            "last": {"epoch": len(rows), "holdout": {"acc": 0.8, "loss": 0.6}}}  # fmt: skip
-    atomic_write_json(run / "run.json", {"name": name, "status": "finished", "config": config,
-                                         "hparams": {"frac": frac, "dropout": dropout, "seed": seed},
-                                         "test": test})  # fmt: skip
-    return run
+def _run(logdir, name, val_loss, eval_train=False, **kw):
+    """A run folder written by hand (runfolders.make_run): no training, so every expected number is known."""
+    curves = steady_with_eval if eval_train else steady
+    return make_run(logdir, name=name, val_loss=val_loss, curves=curves, test_acc=(0.81, 0.8), **kw)
 
 
 @pytest.fixture
 def two_runs(tmp_path):
     logdir = tmp_path / "tb"
-    over = _fake_run(logdir, "frac0.2_drop0.0", [0.9, 0.5, 0.4, 0.6, 0.8], eval_train=True)
-    fine = _fake_run(logdir, "frac0.2_drop0.5", [0.9, 0.6, 0.5, 0.45, 0.47], dropout=0.5)
+    over = _run(logdir, "frac0.2_drop0.0", [0.9, 0.5, 0.4, 0.6, 0.8], eval_train=True)
+    fine = _run(logdir, "frac0.2_drop0.5", [0.9, 0.6, 0.5, 0.45, 0.47], dropout=0.5)
     return logdir, over, fine
 
 
@@ -83,7 +60,7 @@ def test_files_are_written_and_valid_pngs(two_runs, tmp_path):
 
 def test_seeds_are_aggregated_with_mean_and_std(tmp_path):
     logdir = tmp_path / "tb"
-    runs = [str(_fake_run(logdir, f"s{s}", [0.9, 0.5 + 0.1 * s], seed=s)) for s in (1, 2)]
+    runs = [str(_run(logdir, f"s{s}", [0.9, 0.5 + 0.1 * s], seed=s)) for s in (1, 2)]
     result = compare_runs(runs, tmp_path / "out", logdir)
     (row,) = result.rows
     assert row["final_val_loss"]["mean"] == pytest.approx(0.65) and row["final_val_loss"]["std"] == pytest.approx(
@@ -98,8 +75,8 @@ def _rows_without_spread(result):
 
 def test_runs_that_differ_in_another_setting_are_never_averaged(tmp_path):
     logdir = tmp_path / "tb"
-    a = _fake_run(logdir, "frac0.2_drop0.0", [0.9, 0.5])
-    b = _fake_run(logdir, "frac0.2_drop0.0_adam", [0.9, 0.7], optimizer="adam", lr=1e-3)
+    a = _run(logdir, "frac0.2_drop0.0", [0.9, 0.5])
+    b = _run(logdir, "frac0.2_drop0.0_adam", [0.9, 0.7], settings={"optimizer": "adam", "lr": 1e-3})
     result = compare_runs([str(a), str(b)], tmp_path / "out", logdir)
     assert len(result.rows) == 2 and _rows_without_spread(result) and "±" not in result.table
     labels = [r["run"] for r in result.rows]
@@ -109,15 +86,15 @@ def test_runs_that_differ_in_another_setting_are_never_averaged(tmp_path):
 
 def test_two_versions_with_the_same_seed_are_not_seeds(tmp_path):
     logdir = tmp_path / "tb"
-    runs = [str(_fake_run(logdir, "same", [0.9, 0.5 + 0.1 * v], version=v)) for v in (0, 1)]
+    runs = [str(_run(logdir, "same", [0.9, 0.5 + 0.1 * v], version=v)) for v in (0, 1)]
     result = compare_runs(runs, tmp_path / "out", logdir)
     assert [r["run"] for r in result.rows] == ["same/version_0", "same/version_1"] and _rows_without_spread(result)
 
 
 def test_groups_average_and_single_runs_stand_side_by_side(tmp_path):
     logdir = tmp_path / "tb"
-    seeds = [str(_fake_run(logdir, f"d_seed{s}", [0.9, 0.5 + 0.01 * s], seed=s, dropout=0.5)) for s in (1, 2, 3)]
-    alone = str(_fake_run(logdir, "e80", [0.9, 0.4, 0.45]))
+    seeds = [str(_run(logdir, f"d_seed{s}", [0.9, 0.5 + 0.01 * s], seed=s, dropout=0.5)) for s in (1, 2, 3)]
+    alone = str(_run(logdir, "e80", [0.9, 0.4, 0.45]))
     result = compare_runs([*seeds, alone], tmp_path / "out", logdir)
     averaged, single = result.rows
     assert averaged["run"] == "frac 0.2, dropout 0.5, epochs 2 (mean of 3 seeds: 1, 2, 3)"
@@ -164,3 +141,29 @@ def test_compare_writes_its_figures_as_a_named_tensorboard_run(two_runs, in_tmp)
     acc.Reload()
     assert {"curves", "curves_frac0.2_drop0.0", "curves_frac0.2_drop0.5"} <= set(acc.Tags()["images"])
     assert "summary/text_summary" in acc.Tags()["tensors"]  # the table, in the TEXT tab
+
+
+def test_a_nan_validation_loss_is_never_the_best_epoch(tmp_path):
+    """The best epoch has one rule (runs.best_row): run.json's "best" (as training writes it), compare's rows and
+    the report agree on it when a validation loss is NaN, here the first one, where a plain min() would stop."""
+    from cnnlab.analysis.report import write_report
+    from cnnlab.runs import read_history, read_run
+    from cnnlab.tblog import summary_text
+    from cnnlab.training.recorder import RunRecorder
+
+    logdir = tmp_path / "tb"
+    losses = [float("nan"), 0.8, 0.5, 0.6, 0.7, 0.65, 0.7, 0.75]
+    runs = [make_run(logdir, dropout=d, name=f"frac0.2_drop{d}", val_loss=losses, curves=steady) for d in (0.0, 0.5)]
+    recorder = RunRecorder()
+    recorder.start_run(runs[0], read_run(runs[0]), board=None)
+    recorder.history = read_history(runs[0])
+    recorder.write_info()
+    info = read_run(runs[0])
+    assert info["best"]["epoch"] == 3 and "Lowest validation loss at epoch 3" in summary_text(info)
+    rows = compare_runs([str(r) for r in runs], tmp_path / "cmp", logdir).rows
+    assert [r["min_val_loss_epoch"] for r in rows] == [3, 3]
+    keras = tmp_path / "keras3.json"  # the report's Keras 3 table names its curves' best epoch by the same rule
+    keras.write_text(json.dumps({"keras 3": read_history(runs[0])}))
+    result = write_report([str(r) for r in runs], tmp_path / "report", logdir=logdir, keras_curves=keras)
+    (table,) = [b for b in result.document.tables if b.rows and b.rows[0][0] == "keras 3"]
+    assert table.rows[0][3] == "0.5000 (3)"

@@ -54,7 +54,15 @@ def export(
     from ..hardware import set_threads
 
     set_threads(threads)
-    result = export_onnx(source, output, opset, quantize, str(data_dir) if data_dir else None, logdir, checkpoint)
+    result = export_onnx(
+        source,
+        output=output,
+        opset=opset,
+        quantize=quantize,
+        data_dir=str(data_dir) if data_dir else None,
+        logdir=logdir,
+        checkpoint=checkpoint,
+    )
     render.export_summary(result)
 
 
@@ -79,8 +87,17 @@ def evaluate(
     from ..hardware import set_threads
 
     set_threads(threads)
-    data = str(data_dir) if data_dir else None
-    result = evaluate_models(model, compare, split, batch_size, provider, data, logdir, out, checkpoint)
+    result = evaluate_models(
+        model,
+        compare=compare,
+        split=split,
+        batch_size=batch_size,
+        provider=provider,
+        data_dir=str(data_dir) if data_dir else None,
+        logdir=logdir,
+        out=out,
+        checkpoint=checkpoint,
+    )
     render.evaluation(result, json_output)
 
 
@@ -102,7 +119,8 @@ def compare(
     if len(runs) < 2:
         raise CnnlabError("compare needs two or more runs (run folders or names); give another RUN")
     board = board_dir(tensorboard, "compare", out) if tensorboard else None
-    render.comparison(compare_runs(runs, out, logdir, threshold, log_loss, tensorboard=board))
+    result = compare_runs(runs, out=out, logdir=logdir, threshold=threshold, log_loss=log_loss, tensorboard=board)
+    render.comparison(result)
 
 
 @command
@@ -140,23 +158,28 @@ def study(
         raise CnnlabError(f"--lang {lang!r}: unknown; choose en, ja or both")
     which = parse_shard(shard) if shard is not None else None
     base, n_jobs = fit_config(options), parse_jobs(jobs)
-    grid = (parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts"), seeds)
-    study_grid(base, *grid)  # every bad value fails here, before torch and Lightning load
-    from ..analysis.report import write_report
-    from ..tblog import board_dir
+    fracs_, dropouts_ = parse_list(fracs, "--fracs"), parse_list(dropouts, "--dropouts")
+    study_grid(base, fracs_, dropouts_, seeds)  # every bad value fails here, before torch and Lightning load
     from ..training.study import run_study
 
     with render.GridDisplay() as display:
-        result = run_study(base, *grid, out, display.show, which, collect, n_jobs, jobs_per_gpu)
+        result = run_study(
+            base,
+            fracs=fracs_,
+            dropouts=dropouts_,
+            seeds=seeds,
+            out=out,
+            on_event=display.show,
+            shard=which,
+            collect=collect,
+            jobs=n_jobs,
+            jobs_per_gpu=jobs_per_gpu,
+            langs=("en", "ja") if lang == "both" else (lang,),
+        )
     if result.comparison is None and which is not None:  # a shard: the comparison waits for --collect
         render.shard_done(which, len(result.run_dirs), result.grid_size)
         return
-    assert result.comparison is not None
-    render.plain(result.comparison.table)
-    for code in ("en", "ja") if lang == "both" else (lang,):
-        board = board_dir(base.logdir, "study", out) / f"report_{code}"
-        write_report([str(out)], out / f"report_{code}", lang=code, logdir=Path(base.logdir), tensorboard=board)
-    render.say(f"wrote {out / 'README.md'} and the report in {out}/report_{'{en,ja}' if lang == 'both' else lang}/")
+    render.study_done(result)
 
 
 @command
@@ -215,8 +238,15 @@ def filters(
     """Show what InceptionV3's first conv layer sees: filters, feature maps, taxonomy, tuning curves."""
     from ..filters import run_filters
 
-    files = [str(p) for p in images or []]
-    board = str(tensorboard) if tensorboard else None
-    data = str(data_dir) if data_dir else None
-    result = run_filters(files, probe, weights, out, normalize, board, model, seed, data)
+    result = run_filters(
+        [str(p) for p in images or []],
+        probes=probe,
+        weights=weights,
+        out=out,
+        normalize=normalize,
+        board_logdir=str(tensorboard) if tensorboard else None,
+        model=model,
+        seed=seed,
+        data_dir=str(data_dir) if data_dir else None,
+    )
     render.filters_summary(result)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..filters import FiltersResult
     from ..training.fit import FitResult
     from ..training.jobs import Event
+    from ..training.study import StudyResult
 
 console = Console()
 
@@ -215,6 +216,15 @@ class GridDisplay:
             state = r["state"] + (f" ({r['message']})" if r.get("message") else "")
             table.add_row(str(index), r["name"], state, f"{r['epoch']}/{r['epochs']}", loss, eta, r.get("device", ""))
         return table
+
+
+def study_done(result: StudyResult) -> None:
+    """The study's comparison table, then where its README and its reports (one folder per language) are."""
+    assert result.comparison is not None
+    plain(result.comparison.table)
+    codes = list(result.reports)
+    which = "{" + ",".join(codes) + "}" if len(codes) > 1 else codes[0]
+    say(f"wrote {result.out / 'README.md'} and the report in {result.out}/report_{which}/")
 
 
 def shard_done(shard: tuple[int, int], trained: int, grid_size: int) -> None:

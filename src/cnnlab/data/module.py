@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .classes import CLASS_NAMES as CLASS_NAMES  # its home is classes.py, light enough for the CLI
-from ..training.config import check_fractions
 from ..errors import CnnlabError
+from . import check_fractions
 from .idx import read_idx
 
 FILES = {
@@ -44,7 +44,8 @@ def _file_in(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _missing_in(folder: Path) -> list[str]:
+def missing_files(folder: Path) -> list[str]:
+    """The Fashion-MNIST files ``folder`` lacks (.gz or raw), or ["the folder itself"]; empty when it has all four."""
     if not folder.is_dir():
         return ["the folder itself"]
     return [stem for stem in FILES.values() if _file_in(folder, stem) is None]
@@ -78,7 +79,7 @@ def locate_data(data_dir: str | os.PathLike[str] | None = None, download: bool =
     """Return the folder holding the four Fashion-MNIST files, looking where the README says, in order."""
     if data_dir is not None:  # an explicit folder gets no fallback: the user asked for exactly this one
         folder = Path(data_dir)
-        missing = _missing_in(folder)
+        missing = missing_files(folder)
         if missing:
             raise CnnlabError(f"--data-dir {folder}: missing {', '.join(missing)} (.gz or raw); {INSTALL_HINT}")
         return folder
@@ -88,7 +89,7 @@ def locate_data(data_dir: str | os.PathLike[str] | None = None, download: bool =
     candidates += [(SYSTEM_DIR, "system package"), (CACHE_DIR, "local cache")]
     tried = []
     for folder, label in candidates:
-        missing = _missing_in(folder)
+        missing = missing_files(folder)
         if not missing:
             return folder
         tried.append(f"{folder} ({label}: missing {', '.join(missing)})")
@@ -150,14 +151,18 @@ class Split:
         return hashlib.sha256(self.train.numpy().astype("<i8").tobytes()).hexdigest()[:16]
 
 
-def make_split(n: int, frac: float, val_split: float, seed: int, split_seed: int = SPLIT_SEED) -> Split:
+def make_split(
+    n: int, frac: float, val_split: float, seed: int, split_seed: int = SPLIT_SEED, *, checked: bool = False
+) -> Split:
     """The exercise's split of the ``n`` official training images.
 
     A permutation seeded by ``split_seed`` cuts a fixed pool (5/6) and holdout (1/6); a permutation of the pool
     seeded by ``seed`` orders it, and the first round(frac * pool) images are used, so smaller fractions lie
-    inside larger ones. Keras-style, the last ``val_split`` of that subset is validation.
+    inside larger ones. Keras-style, the last ``val_split`` of that subset is validation. ``checked``: the
+    fractions come from a validated FitConfig, so their ranges are not checked again.
     """
-    check_fractions(frac, val_split)
+    if not checked:
+        check_fractions(frac, val_split)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     n_holdout = round(n * HOLDOUT_FRACTION)
     pool, holdout = perm[: n - n_holdout], perm[n - n_holdout :]
@@ -229,12 +234,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         seed: int = 42,  # orders the pool (which images are used) and the per-epoch shuffle
         eval_train: bool = False,  # also evaluate the training subset with dropout off after every epoch
         download: bool = True,
+        *,
+        checked: bool = False,  # the values come from a validated FitConfig (training.fit.prepare)
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise CnnlabError(f"--batch-size {batch_size}: must be at least 1")
-        check_fractions(frac, val_split)  # early, before any file is read
-        self.data_dir, self.download = data_dir, download
+        self.data_dir, self.download, self.checked = data_dir, download, checked
         self.frac, self.val_split, self.seed, self.eval_train = frac, val_split, seed, eval_train
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.data: FashionArrays | None = None
@@ -246,7 +250,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             self.data = load_fashion_mnist(locate_data(self.data_dir, download=False))
-            self.split = make_split(len(self.data.train_labels), self.frac, self.val_split, self.seed)
+            n = len(self.data.train_labels)
+            self.split = make_split(n, self.frac, self.val_split, self.seed, checked=self.checked)
             d, s = self.data, self.split
             self.train_set = InMemoryImages(d.train_images[s.train], d.train_labels[s.train])
             self.val_set = InMemoryImages(d.train_images[s.val], d.train_labels[s.val])
@@ -294,19 +299,3 @@ class FashionMNISTDataModule(L.LightningDataModule):
             raise CnnlabError(f"--split {split}: unknown; choose one of {', '.join(sets)}")
         self.setup()
         return getattr(self, sets[split])
-
-
-def synthetic_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
-    """Write a tiny, learnable Fashion-MNIST look-alike (class k brightens row band k) for tests and demos."""
-    from .idx import write_idx
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for part, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, k in enumerate(labels):
-            images[i, 2 + 2 * k : 4 + 2 * k, :] = 230
-        write_idx(folder / f"{part}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", labels)
-    return folder

@@ -125,12 +125,13 @@ def run_filters(
     weights: str = "imagenet",
     out: str | os.PathLike[str] = "filters_out",
     normalize: str = "per-filter",
-    tensorboard: str | None = None,
+    board_logdir: str | None = None,
     model: str | None = None,
     seed: int = 0,
     data_dir: str | None = None,
 ) -> FiltersResult:
-    """Draw the first layer's filters and its feature maps for images and probes; write figures and summary.json."""
+    """Draw the first layer's filters and its feature maps for images and probes; write figures and summary.json.
+    With ``board_logdir``, the figures also become the TensorBoard run ``<board_logdir>/filters/<out's name>``."""
     from ..atomic import atomic_write_json
 
     if normalize not in NORMALIZE_CHOICES:
@@ -169,8 +170,8 @@ def run_filters(
     }
     atomic_write_json(out / "summary.json", summary)
     result.files.append(out / "summary.json")
-    if tensorboard:
+    if board_logdir:
         from ..tblog import board_dir, write_board
 
-        write_board(board_dir(tensorboard, "filters", out), [f for f in result.files if f.suffix == ".png"])
+        write_board(board_dir(board_logdir, "filters", out), [f for f in result.files if f.suffix == ".png"])
     return result

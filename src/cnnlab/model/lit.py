@@ -13,8 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from ..errors import CnnlabError
-from ..training.config import OPTIMIZERS as OPTIMIZERS
-from ..training.config import check_hparams
+from . import check_hparams
 from .network import KerasCNN
 from .numerics import set_thread_invariant
 
@@ -45,10 +44,13 @@ class FashionClassifier(L.LightningModule):
         channels_last: bool = False,  # NHWC memory format for the convolutions
         compile: bool = False,  # torch.compile the network's forward pass
         thread_invariant: bool = False,  # CPU weight gradients summed on one thread (numerics.py)
+        *,
+        checked: bool = False,  # the values come from a validated FitConfig (training.fit.prepare): not checked again
     ) -> None:
         super().__init__()
-        check_hparams(dropout=dropout, lr=lr, optimizer=optimizer, init=init)
-        self.save_hyperparameters()
+        if not checked:
+            check_hparams(dropout=dropout, lr=lr, optimizer=optimizer, init=init)
+        self.save_hyperparameters(ignore=["checked"])
         self.net = KerasCNN(dropout, init)
         set_thread_invariant(self.net, thread_invariant)
         self.example_input_array = torch.zeros(1, 1, 28, 28)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..training.config import INIT_CHOICES
+from . import INIT_CHOICES
 from .numerics import Conv2d, Linear
 
 

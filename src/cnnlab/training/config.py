@@ -7,7 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..data import check_fractions
 from ..errors import CnnlabError
+from ..model import check_hparams
 from ..runs import check_name
 
 
@@ -94,36 +96,16 @@ class FitConfig:
                 raise CnnlabError(f"{_flag(name)} {value}: must be at least {low}")
         if not 0 <= self.seed <= MAX_SEED:
             raise CnnlabError(f"--seed {self.seed}: must be in 0..{MAX_SEED} (NumPy's seed range), e.g. 42")
-        check_hparams(self.dropout, self.lr, self.optimizer, self.init)
-        check_fractions(self.frac, self.val_split)
+        check_hparams(self.dropout, self.lr, self.optimizer, self.init)  # the model's ranges (model/__init__.py)
+        check_fractions(self.frac, self.val_split)  # the split's (data/__init__.py)
         check_name(self.run_name)
 
 
 MAX_SEED = 2**32 - 1  # NumPy's seeds (Lightning seeds NumPy, Python and torch with the same number)
-OPTIMIZERS = ("rmsprop", "rmsprop-tf", "adam", "sgd")
-INIT_CHOICES = ("keras", "torch")
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def check_hparams(dropout: float, lr: float, optimizer: str, init: str) -> None:
-    if not 0 <= dropout < 1:
-        raise CnnlabError(f"--dropout {dropout}: must be in [0, 1), e.g. 0.5")
-    if not 0 < lr < float("inf"):
-        raise CnnlabError(f"--lr {lr}: must be a positive number, e.g. 1e-4")
-    if optimizer not in OPTIMIZERS:
-        raise CnnlabError(f"--optimizer {optimizer!r}: unknown; choose one of {', '.join(OPTIMIZERS)}")
-    if init not in INIT_CHOICES:
-        raise CnnlabError(f"--init {init!r}: unknown; choose one of {', '.join(INIT_CHOICES)}")
-
-
-def check_fractions(frac: float, val_split: float) -> None:
-    if not 0 < frac <= 1:
-        raise CnnlabError(f"--frac {frac}: must be in (0, 1], e.g. 0.2 for 20% of the training pool")
-    if not 0 < val_split < 1:
-        raise CnnlabError(f"--val-split {val_split}: must be in (0, 1), e.g. 0.1")
 
 
 def study_grid(base: FitConfig, fracs: list[float], dropouts: list[float], seeds: int) -> list[FitConfig]:

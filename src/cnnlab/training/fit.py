@@ -122,24 +122,34 @@ def _resumed_config(cfg: FitConfig, run_dir: Path) -> FitConfig:
     known = {f.name for f in fields(FitConfig)}
     merged = {k: v for k, v in saved.items() if k in known}
     merged.update({k: getattr(cfg, k) for k in ("epochs", "resume", "logdir", *FitConfig.kind("hardware"))})
-    return FitConfig(**merged)
+    resumed = FitConfig(**merged)
+    resumed.validate()  # the saved settings are checked like any others (prepare trusts what it is given)
+    return resumed
 
 
 def prepare(cfg: FitConfig) -> tuple[FashionMNISTDataModule, FashionClassifier]:
-    """Seed, then build the data (read and split) and the model: the seed fixes subset, shuffle and init."""
+    """Seed, then build the data (read and split) and the model: the seed fixes subset, shuffle and init. ``cfg``
+    is trusted: FitConfig.validate (which ``fit`` runs first) has checked every setting once."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = FashionMNISTDataModule(
-        cfg.data_dir, cfg.frac, cfg.val_split, cfg.batch_size, seed=cfg.seed, eval_train=cfg.eval_train
+        data_dir=cfg.data_dir,
+        frac=cfg.frac,
+        val_split=cfg.val_split,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        eval_train=cfg.eval_train,
+        checked=True,
     )
     model = FashionClassifier(
-        cfg.dropout,
-        cfg.lr,
-        cfg.optimizer,
-        cfg.batch_size,
-        cfg.init,
+        dropout=cfg.dropout,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        batch_size=cfg.batch_size,
+        init=cfg.init,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
         thread_invariant=cfg.thread_invariant,
+        checked=True,
     )
     dm.prepare_data()
     dm.setup("fit")

@@ -8,6 +8,7 @@ its stop points (interrupts.py), so each run ends at its epoch boundary whatever
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -24,6 +25,7 @@ from . import interrupts
 
 if TYPE_CHECKING:
     from .config import FitConfig
+    from .fit import FitResult
 
 FINAL = ("done", "diverged", "failed", "interrupted")
 STUDY_INTERRUPTED = "interrupted; every run keeps its last finished epoch: rerun the same study command to resume"
@@ -58,6 +60,25 @@ class Event:
     pid: int = 0  # the worker process that trains the run
     jobs: int = 0  # "plan": runs trained at once
     threads: int = 0  # "plan": CPU threads per run
+
+
+def train_outcome(
+    index: int, name: str, epochs: int, train: Callable[[], FitResult]
+) -> tuple[Event, BaseException | None]:
+    """Train one run of a study (``train``: its fit) and turn how it ended into its final event: done, diverged (a
+    non-finite loss is a result too), interrupted or failed. The exception that ended an interrupted or failed run
+    comes with it: a study trained one run at a time stops on it at once, one trained in workers at its end."""
+    from ..model.lit import NonFiniteLoss  # here, not above: a worker imports torch once its signals are set up
+
+    try:
+        run_dir = train().run_dir
+    except NonFiniteLoss as e:
+        return Event("diverged", index, name, message=str(e), run_dir=e.run_dir), None
+    except TrainingInterrupted as e:
+        return Event("interrupted", index, name, message=e.reason), e
+    except BaseException as e:  # reported to the caller, which decides; a worker never dies silently
+        return Event("failed", index, name, message=first_line(e, 300) or type(e).__name__), e
+    return Event("done", index, name, epochs=epochs, run_dir=str(run_dir)), None
 
 
 @dataclass
@@ -155,7 +176,6 @@ def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
     os.setpgrp()
     with interrupts.watching(shared=stop) as request:
         interrupts.unblock()
-        from ..model.lit import NonFiniteLoss
         from .fit import fit
 
         # After the imports: importing Lightning sets its loggers to INFO ("GPU available: ..." x N, garbling
@@ -174,16 +194,11 @@ def _worker(slot: _Slot, tasks: Any, events: Any, stop: Any) -> None:
             how = "resuming" if cfg.resume else "training"
             where = slot.describe(cfg)
             events.put(Event("start", task.index, name, epochs=cfg.epochs, message=how, device=where, pid=os.getpid()))
-            try:
-                result = fit(cfg, resume_dir=task.resume_dir, observer=_observer(events, task.index, cfg))
-                events.put(Event("done", task.index, name, epochs=cfg.epochs, run_dir=str(result.run_dir)))
-            except NonFiniteLoss as e:
-                events.put(Event("diverged", task.index, name, message=str(e), run_dir=e.run_dir))
-            except TrainingInterrupted as e:
-                events.put(Event("interrupted", task.index, name, message=e.reason))
+            run = functools.partial(fit, cfg, resume_dir=task.resume_dir, observer=_observer(events, task.index, cfg))
+            event, _ = train_outcome(task.index, name, cfg.epochs, run)
+            events.put(event)  # the parent decides what a failure means: the study fails once every run ended
+            if event.kind == "interrupted":
                 break
-            except BaseException as e:  # reported to the parent, which decides; a worker never dies silently
-                events.put(Event("failed", task.index, name, message=first_line(e, 300) or type(e).__name__))
 
 
 class _Pool:

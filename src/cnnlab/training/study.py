@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..analysis.compare import Comparison, compare_runs
+from ..analysis.report import check_lang, write_report
 from ..atomic import atomic_write_text
 from ..errors import CnnlabError, TrainingInterrupted
-from ..model.lit import NonFiniteLoss
 from ..runs import EXPERIMENT_SETTINGS, has_epochs, is_resumable, matching_versions, read_run
 from ..tblog import board_dir
 from . import interrupts
 from .config import FitConfig, study_grid
-from .fit import fit
+from .fit import FitResult, fit
 from .interrupts import StopRequest
-from .jobs import Event, Task, auto_jobs, check_jobs, gpus_for, run_parallel, study_interrupted, threads_per_run
+from .jobs import (
+    Event,
+    Task,
+    auto_jobs,
+    check_jobs,
+    gpus_for,
+    run_parallel,
+    study_interrupted,
+    threads_per_run,
+    train_outcome,
+)
 
 # A study's run is done when a run exists with the same experiment settings, seed and measurements.
 _SAME = (*EXPERIMENT_SETTINGS, "seed", "eval_train", "data_dir")
@@ -54,7 +65,9 @@ def _done(state: str) -> bool:
 class StudyResult:
     run_dirs: list[Path]  # the grid's runs, in grid order (this shard's only, with a shard)
     grid_size: int
+    out: Path  # README.md, the comparison's figures and tables, report_LANG/
     comparison: Comparison | None = None  # None for a shard: the comparison waits for --collect
+    reports: dict[str, Path] = field(default_factory=dict)  # language -> the report's folder
 
 
 def run_study(
@@ -68,8 +81,10 @@ def run_study(
     collect: bool = False,
     jobs: int | None = None,
     jobs_per_gpu: int = 1,
+    langs: Sequence[str] = (),
 ) -> StudyResult:
-    """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all.
+    """Train every run of the grid that is not finished yet (resuming interrupted ones), then compare them all and
+    write the lab report in each of ``langs`` (``out/report_LANG``, also as the TensorBoard run study/<out>/...).
 
     Progress goes to ``on_event`` (jobs.Event: skip, start, epoch, done, diverged, ...). ``shard=(K, N)`` trains
     only runs K, K+N, K+2N... of the grid (a stable split: N machines sharing one log folder each take theirs)
@@ -79,6 +94,8 @@ def run_study(
     whatever ``jobs``: --jobs changes how fast the grid trains, never what it trains.
     """
     check_jobs(jobs, jobs_per_gpu)
+    for lang in langs:
+        check_lang(lang)  # before anything trains
     configs = study_grid(base, fracs, dropouts, seeds)
     threads = base.threads or threads_per_run(len(configs))
     configs = [dataclasses.replace(c, threads=threads) for c in configs]
@@ -95,9 +112,11 @@ def run_study(
             else:
                 run_dirs = _train(todo, len(configs), on_event)
         if shard is not None:
-            return StudyResult(run_dirs, len(configs))
-    comparison = _compare(run_dirs, Path(out), base, f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s)")
-    return StudyResult(run_dirs, len(configs), comparison)
+            return StudyResult(run_dirs, len(configs), Path(out))
+    out = Path(out)
+    comparison = _compare(run_dirs, out, base, f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s)")
+    reports = {lang: _report(out, base, lang) for lang in langs}
+    return StudyResult(run_dirs, len(configs), out, comparison, reports)
 
 
 def _collect(configs: list[FitConfig]) -> list[Path]:
@@ -126,6 +145,14 @@ def _compare(run_dirs: list[Path], out: Path, base: FitConfig, grid_text: str) -
     )
     atomic_write_text(out / "README.md", readme)
     return comparison
+
+
+def _report(out: Path, base: FitConfig, lang: str) -> Path:
+    """The lab report of the study's runs (its output folder stands for them) in one language."""
+    folder = out / f"report_{lang}"
+    board = board_dir(base.logdir, "study", out) / folder.name
+    write_report([str(out)], folder, lang=lang, logdir=Path(base.logdir), tensorboard=board)
+    return folder
 
 
 def _skipped(k: int, total: int, cfg: FitConfig, state: str, run_dir: Path) -> Event:
@@ -157,21 +184,25 @@ def _train_serially(
         how = "resuming" if state == "resume" else "training"
         on_event(Event("start", k, cfg.run_name, epochs=cfg.epochs, total=total, message=how, eta_s=eta))
         start = time.perf_counter()
-        try:
-            stop.check()
-            run_dir = fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir).run_dir
-            on_event(Event("done", k, cfg.run_name, total=total, run_dir=str(run_dir)))
-        except TrainingInterrupted as e:
-            raise study_interrupted(e.reason, e.signum) from None
-        except NonFiniteLoss as e:  # a diverged run is a result too: record it and go on with the grid
-            on_event(Event("diverged", k, cfg.run_name, total=total, message=str(e), run_dir=e.run_dir))
-            run_dir = Path(e.run_dir) if e.run_dir else None
+        event, error = train_outcome(k, cfg.run_name, cfg.epochs, functools.partial(_fit, cfg, state, run_dir, stop))
+        if isinstance(error, TrainingInterrupted):
+            raise study_interrupted(error.reason, error.signum) from None
+        if error is not None:  # one run at a time, a failure stops the study at once
+            raise error
+        event.total = total
+        on_event(event)  # done, or diverged: a result too, and the grid goes on
+        run_dir = Path(event.run_dir) if event.run_dir else None
         seconds_spent += time.perf_counter() - start
         work_done += work
         remaining -= work
         if run_dir is not None:
             run_dirs.append(run_dir)
     return run_dirs
+
+
+def _fit(cfg: FitConfig, state: str, run_dir: Path | None, stop: StopRequest) -> FitResult:
+    stop.check()  # a stop between two runs
+    return fit(dataclasses.replace(cfg, resume=state == "resume"), resume_dir=run_dir)
 
 
 def _train_parallel(

@@ -39,6 +39,11 @@ from .writer import Document, Writer
 LANG_CHOICES = LANGS
 
 
+def check_lang(lang: str) -> None:
+    if lang not in LANG_CHOICES:
+        raise CnnlabError(f"--lang {lang!r}: unknown; choose one of {', '.join(LANG_CHOICES)}")
+
+
 @functools.cache
 def reference() -> dict[str, Any]:
     """The original exercise's Keras figures (the exercise's own lab report), shipped with cnnlab."""
@@ -153,8 +158,7 @@ def write_report(
     from ...plots import figure_lang, plot_curve_sets
     from . import figures as F
 
-    if lang not in LANG_CHOICES:
-        raise CnnlabError(f"--lang {lang!r}: unknown; choose one of {', '.join(LANG_CHOICES)}")
+    check_lang(lang)
     if not sources:
         raise CnnlabError("report needs at least one run (a name, a run folder or a study's output folder)")
     runs = load_runs(expand_sources(sources), logdir)
