@@ -12,7 +12,7 @@ class CnnlabError(Exception):
 
 
 class TrainingInterrupted(BaseException):
-    """Training stopped at an epoch boundary on request (interrupts.py): a signal, or a study being stopped.
+    """Training stopped at an epoch boundary on request (training/interrupts.py): a signal, or a study being stopped.
 
     A BaseException (like KeyboardInterrupt) so no ``except Exception`` swallows it, but not a
     KeyboardInterrupt, which Lightning would turn into ``sys.exit(1)``. ``signum`` gives the exit code (128 +

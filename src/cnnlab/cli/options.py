@@ -1,4 +1,4 @@
-"""Options written once. `fit`'s options are FitConfig's fields (name, type, default, help: config.py); `study`
+"""Options written once. `fit`'s options are FitConfig's fields (name, type, default, help: training/config.py); `study`
 takes the same options, with the same help, for every field that makes sense for a grid. The options several
 other commands share are Annotated aliases here."""
 

@@ -1,4 +1,4 @@
-"""The LightningModule around :class:`~cnnlab.model.KerasCNN`: loss, metrics, optimizer."""
+"""The LightningModule around :class:`~cnnlab.model.network.KerasCNN`: loss, metrics, optimizer."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The report's findings, computed from run records alone and rendered nowhere.
 
 An *experiment* is one condition (data fraction, dropout, epochs, the other settings) with its seeds. Every
-comparison between two experiments uses one rule (``stats.verdict``): per-image exact McNemar on the 10,000
+comparison between two experiments uses one rule (``verdict`` below): per-image exact McNemar on the 10,000
 holdout images where both sides kept their predictions, Welch's t over seeds where each side has two or more,
 and otherwise no test: a one-seed comparison, said as such.
 """
