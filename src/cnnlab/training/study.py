@@ -93,6 +93,7 @@ def run_study(
     (--jobs auto) as many as the machine holds. Every run trains on ``base.threads`` or threads_per_run threads,
     whatever ``jobs``: --jobs changes how fast the grid trains, never what it trains.
     """
+    out = Path(out)
     check_jobs(jobs, jobs_per_gpu)
     for lang in langs:
         check_lang(lang)  # before anything trains
@@ -112,11 +113,10 @@ def run_study(
             else:
                 run_dirs = _train(todo, len(configs), on_event)
         if shard is not None:
-            return StudyResult(run_dirs, len(configs), Path(out))
-    out = Path(out)
+            return StudyResult(run_dirs=run_dirs, grid_size=len(configs), out=out)
     comparison = _compare(run_dirs, out, base, f"fractions {fracs}, dropouts {dropouts}, {seeds} seed(s)")
     reports = {lang: _report(out, base, lang) for lang in langs}
-    return StudyResult(run_dirs, len(configs), out, comparison, reports)
+    return StudyResult(run_dirs=run_dirs, grid_size=len(configs), out=out, comparison=comparison, reports=reports)
 
 
 def _collect(configs: list[FitConfig]) -> list[Path]:
