@@ -353,3 +353,15 @@ def test_the_epoch_count_joins_the_default_name():
     assert FitConfig().run_name == "frac0.2_drop0.0" and FitConfig(epochs=400).run_name == "frac0.2_drop0.0_e400"
     assert FitConfig(epochs=4000, dropout=0.5, seed=7).run_name == "frac0.2_drop0.5_seed7_e4000"
     assert FitConfig(epochs=400, name="mine").run_name == "mine"
+
+
+def test_measuring_the_training_set_does_not_change_the_training(trained, synth_dir, tmp_path):
+    # --eval-train adds a loader per epoch; if it drew from the global RNG, every later dropout mask would move
+    from cnnlab.training import FitConfig, fit
+
+    cfg = FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path), frac=0.5, epochs=3, dropout=0.5, lr=1e-3,
+                    eval_train=False, progress=False)  # fmt: skip
+    plain = fit(cfg).history
+    for with_eval, without in zip(trained.history, plain, strict=True):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert with_eval[key] == without[key], (with_eval["epoch"], key)

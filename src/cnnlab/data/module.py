@@ -217,8 +217,13 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def batches(dataset: InMemoryImages, batch_size: int, sampler: Sampler[int] | None = None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_as_batch)
+def batches(
+    dataset: InMemoryImages,
+    batch_size: int,
+    sampler: Sampler[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_as_batch, generator=generator)
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -289,7 +294,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         loaders = [batches(self.val_set, self.eval_batch_size)]
         if self.eval_train:
-            loaders.append(batches(self.train_set, self.eval_batch_size))
+            # Its own generator: each DataLoader iterator draws a base seed from the global RNG (torch's
+            # _BaseDataLoaderIter), and a draw more per epoch would change every later dropout mask, so measuring
+            # the training set would change the training it measures.
+            loaders.append(batches(self.train_set, self.eval_batch_size, generator=torch.Generator()))
         return loaders
 
     def eval_set(self, split: str) -> InMemoryImages:

@@ -3,8 +3,11 @@ long runs, the first layer (Part 2) and the exercise's own figures and claims.""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+from ...text import Catalog
 from .. import stats
 from .claims import Claim
 from .layer import Layer
@@ -245,7 +248,9 @@ def _layer_results(w: Writer, layers: list[Layer], figures: dict[str, str]) -> l
     out: list[Block] = []
     for layer in layers:
         which = "inception" if layer.inception else "fashion"
-        intro = t(f"results.layer_intro.{which}", title=layer.title, activation=layer.activation, n=layer.filters)
+        intro = t(
+            f"results.layer_intro.{which}", title=_model_of(w, layer), activation=layer.activation, n=layer.filters
+        )
         out.append(Block("p", text=intro))
         if layer.random_weights:
             out.append(Block("p", text=t("results.layer_random")))
@@ -279,11 +284,24 @@ def _layer_results(w: Writer, layers: list[Layer], figures: dict[str, str]) -> l
                     f"results.layer_fig.{kind}",
                     net=layer.network,
                     title=layer.title,
-                    image=name.split("_overview")[0],
+                    image=_image_of(t, name.split("_overview")[0]),
                     activation=layer.activation,
                 )
                 out.append(figure_block(w, key, figures[key], caption))
     return out
+
+
+def _model_of(w: Writer, layer: Layer) -> str:
+    """The network a filters folder looked at: the experiment's name when it is one of the report's runs."""
+    run = layer.title.removeprefix("cnnlab ")
+    e = next((e for e in w.f.experiments if any(Path(d).parent.name == run for d in e.run_dirs)), None)
+    return w.name(e) if e is not None else layer.title
+
+
+def _image_of(t: Catalog, name: str) -> str:
+    """fashion3_Sneaker -> a holdout image of its class, in the report's language; other inputs keep their name."""
+    m = re.fullmatch(r"fashion\d+_(.+)", name)
+    return t("results.holdout_image", cls=t(f"classes.{m.group(1)}")) if m and t.has(f"classes.{m.group(1)}") else name
 
 
 def _fig_kind(name: str) -> str:
