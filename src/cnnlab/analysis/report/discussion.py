@@ -247,8 +247,13 @@ def discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: dic
 
 def _training_metrics(w: Writer, c: Comparison) -> str:
     t = w.t
-    on = c.other.stat("train_acc")
-    off = c.other.stat("train_eval_acc")
+    # dropout on and off compared on the same runs: those that measured the training set again
+    v = c.other.values
+    rows = [
+        (on, off, seed)
+        for on, off, seed in zip(v.get("train_acc", []), v.get("train_eval_acc", []), c.other.seeds, strict=False)
+        if on is not None and off is not None
+    ]
     e = c.effects.get("train_acc")
     base = t(
         "discussion.train_metrics",
@@ -258,8 +263,11 @@ def _training_metrics(w: Writer, c: Comparison) -> str:
         acc_other=w.stat(c.other, "train_acc"),
         evidence=w.evidence(e) if e else "",
     )
-    if on is not None and off is not None:
-        return base + t("discussion.train_eval", on=w.v(on.mean), off=w.v(off.mean), diff=w.pts(off.mean - on.mean))
+    if rows:
+        on = sum(r[0] for r in rows) / len(rows)
+        off = sum(r[1] for r in rows) / len(rows)
+        which = t("unit.seed_list", seeds=w.join([str(r[2]) for r in rows]))
+        return base + t("discussion.train_eval", on=w.v(on), off=w.v(off), diff=w.pts(off - on), seeds=which)
     return base + t("discussion.train_eval_missing")
 
 
