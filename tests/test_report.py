@@ -168,3 +168,17 @@ def test_bad_report_input_is_one_line(tmp_path, in_tmp):
             args = [str(make_run(tmp_path / f"tb{len(needle)}", val_loss=flat())), *args[1:]]
         result = runner.invoke(app, ["report", *args])
         assert result.exit_code == 2 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dropout_on_and_off_training_accuracy_are_compared_on_the_same_runs(tmp_path):
+    logdir = tmp_path / "tb"
+    base = [make_run(logdir, 0.2, 0.0, s, val_loss=rising()) for s in (1, 2)]
+
+    def measured(epoch):  # the training set measured again with dropout off: higher than the running mean
+        return {"train_loss": 0.3, "train_acc": 0.90, "val_acc": 0.87, "train_eval_loss": 0.2, "train_eval_acc": 0.95}
+
+    drop = [make_run(logdir, 0.2, 0.5, 1, val_loss=flat(), curves=measured),
+            make_run(logdir, 0.2, 0.5, 2, val_loss=flat(), train_acc=0.80)]  # fmt: skip
+    md = (write_report([str(r) for r in base + drop], tmp_path / "rep").out / "REPORT.md").read_text()
+    # seed 1 alone measured it: its 0.9500 with dropout off against its own 0.9000 logged, not the seeds' mean
+    assert "with dropout off (seed 1), the dropout network's training accuracy is 0.9500 against the 0.9000" in md

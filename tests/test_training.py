@@ -357,7 +357,8 @@ def test_the_epoch_count_joins_the_default_name():
 
 def test_measuring_the_training_set_does_not_change_the_training(trained, synth_dir, tmp_path):
     # --eval-train adds a loader per epoch; if it drew from the global RNG, every later dropout mask would move
-    from cnnlab.training import FitConfig, fit
+    from cnnlab.training.config import FitConfig
+    from cnnlab.training.fit import fit
 
     cfg = FitConfig(data_dir=str(synth_dir), logdir=str(tmp_path), frac=0.5, epochs=3, dropout=0.5, lr=1e-3,
                     eval_train=False, progress=False)  # fmt: skip

@@ -51,4 +51,24 @@ for run in tb_reruns/frac0.2_drop*/version_0; do
   mkdir -p "docs/exercise/reruns/runs/${run#tb_reruns/}"
   cp "$run"/run.json "$run"/history.csv "$run"/predictions.npz "docs/exercise/reruns/runs/${run#tb_reruns/}/"
 done
-# still to run: cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --logdir tb_reruns; cnnlab fit --frac 0.2 --epochs 400
+cnnlab study --epochs 40 --fracs 1.0 --dropouts 0,0.5 --logdir tb_reruns --out study_reruns_c --lang en
+# (b), seed 42 again with the training set measured with dropout off (reproduces the run above exactly):
+cnnlab fit --frac 0.2 --dropout 0.5 --seed 42 --eval-train --threads 1 --name frac0.2_drop0.5_evaltrain --logdir tb_reruns
+# (a) for 400 epochs (stopped once by SIGTERM after epoch 69 and resumed on one thread instead of two):
+cnnlab fit --frac 0.2 --epochs 400 --name frac0.2_drop0.0_e400 --threads 2 --logdir tb_reruns
+cnnlab fit --frac 0.2 --epochs 400 --name frac0.2_drop0.0_e400 --threads 1 --logdir tb_reruns --resume
+# the first layer of the best model:
+cnnlab filters --model tb_reruns/frac1.0_drop0.5/version_0 --out docs/exercise/filters_trained
+for name in frac1.0_drop0.0 frac1.0_drop0.5 frac0.2_drop0.0_e400; do
+  mkdir -p "docs/exercise/reruns/runs/$name/version_0"
+  cp tb_reruns/$name/version_0/{run.json,history.csv,predictions.npz} "docs/exercise/reruns/runs/$name/version_0/"
+done
+cp tb_reruns/frac0.2_drop0.5_evaltrain/version_0/{run.json,history.csv,predictions.npz} docs/exercise/reruns/runs/frac0.2_drop0.5/version_0/
+# the reports, from the committed records alone:
+rm -rf docs/exercise/report_en docs/exercise/report_ja docs/exercise/report_tf_en docs/exercise/report_tf_ja
+for lang in en ja; do
+  cnnlab report docs/exercise/reruns/runs/*/version_0 --filters docs/exercise/filters_trained \
+    --keras docs/exercise/keras3_40.json --out "docs/exercise/report_$lang" --lang "$lang"
+  cnnlab report docs/exercise/runs_tf/*/version_0 --keras docs/exercise/keras3_40.json \
+    --out "docs/exercise/report_tf_$lang" --lang "$lang"
+done
