@@ -64,3 +64,13 @@ def test_seed_intervals_need_two_seeds_a_side():
     si = seed_interval([0.80, 0.81, 0.79], [0.85, 0.86, 0.84])
     assert not si.one_seed and si.low < si.difference < si.high and si.low > 0
     assert si.difference == pytest.approx(0.05)
+
+
+def test_a_rise_within_its_noise_of_the_threshold_is_borderline():
+    # a slow, noisy rise to about the threshold: the verdict must not hang on whichever epoch came last
+    base = [1.0, 0.6, 0.45, 0.4] + [0.3] * 20
+    tail = [0.33, 0.35, 0.30, 0.31, 0.36, 0.30]
+    for curve in (base + tail, base + tail[:-1]):
+        r = tail_rise(curve)
+        assert r.verdict == "borderline" and not r.overfits, (r.rise_pct, r.se_pct)
+    assert tail_rise(base + [0.5] * 6).verdict == "overfits" and tail_rise(base + [0.301] * 6).verdict == "none"

@@ -127,6 +127,7 @@ def summarize(run: Run, threshold: float = OVERFIT_THRESHOLD) -> dict[str, Any]:
         },
         "val_loss_rise_pct": tail.rise_pct,  # the tail (median of the last k epochs) over the smoothed minimum
         "overfitting": tail.overfits,
+        "overfitting_verdict": tail.verdict,  # overfits, none, or borderline (within noise of the threshold)
     }
 
 
@@ -158,7 +159,11 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     if v is None:
         return "-"
     if key == "overfitting":
-        return f"yes (+{row['val_loss_rise_pct']:.0f}%)" if v else "no"
+        if v:
+            return f"yes (+{row['val_loss_rise_pct']:.0f}%)"
+        return (
+            f"borderline ({row['val_loss_rise_pct']:+.0f}%)" if row.get("overfitting_verdict") == "borderline" else "no"
+        )
     if isinstance(v, dict):  # mean and std over seeds
         if v["mean"] is None:
             return "-"
@@ -176,7 +181,8 @@ def markdown_table(rows: list[dict[str, Any]], threshold: float = OVERFIT_THRESH
     lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in cols) + " |" for r in rows]
     note = (
         f"\nOverfitting: the median of the last {TAIL_EPOCHS} validation losses is more than {threshold:g}% above the "
-        f"minimum of their running {TAIL_EPOCHS}-epoch median (one epoch alone never decides). Gaps are taken "
+        f"minimum of their running {TAIL_EPOCHS}-epoch median by more than two jackknife standard errors over the "
+        "tail ('borderline' within them: one epoch alone never decides). Gaps are taken "
         "at the last epoch; train metrics are running means with dropout active, as Keras reports. Test accuracy "
         "is given for the best checkpoint (the epoch of lowest validation loss, which `export` and `evaluate` use "
         "by default) and for the last epoch's weights."

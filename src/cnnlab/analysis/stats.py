@@ -44,7 +44,7 @@ def running_median(values: list[float], k: int) -> list[float]:
 
 @dataclass
 class TailRise:
-    """How far the end of a validation-loss curve sits above its smoothed minimum."""
+    """How far the end of a validation-loss curve sits above its smoothed minimum, and how surely."""
 
     k: int  # epochs in the tail and in the smoothing window
     tail: float  # median of the last k validation losses
@@ -52,27 +52,48 @@ class TailRise:
     min_epoch: int  # the epoch at the centre of that minimum's window (where the curve bottoms out)
     rise_pct: float  # 100 * (tail / smoothed_min - 1)
     threshold_pct: float
+    se_pct: float = 0.0  # jackknife standard error of rise_pct over the tail's epochs (each left out once)
+
+    @property
+    def verdict(self) -> str:
+        """overfits / none when the rise is clear of the threshold by two standard errors, else borderline."""
+        if self.rise_pct - 2 * self.se_pct > self.threshold_pct:
+            return "overfits"
+        if self.rise_pct + 2 * self.se_pct < self.threshold_pct:
+            return "none"
+        return "borderline"
 
     @property
     def overfits(self) -> bool:
-        return self.rise_pct > self.threshold_pct
+        return self.verdict == "overfits"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"overfits": self.overfits}
+        return asdict(self) | {"verdict": self.verdict, "overfits": self.overfits}
+
+
+def _rise(values: list[float], k: int) -> tuple[float, float, int, float]:
+    smooth = running_median(values, k)
+    i = min(range(len(smooth)), key=smooth.__getitem__)
+    tail, low = statistics.median(values[-k:]), smooth[i]
+    return tail, low, i + (k + 1) // 2, (100 * (tail / low - 1) if low > 0 else 0.0)
 
 
 def tail_rise(val_losses: list[float], k: int = TAIL_EPOCHS, threshold_pct: float = RISE_THRESHOLD_PCT) -> TailRise:
-    """The overfitting measure of one curve (non-finite losses left out)."""
+    """The overfitting measure of one curve (non-finite losses left out). Its uncertainty is the jackknife over the
+    tail: the rise computed again with each of the last k epochs left out; a curve whose rise sits within two
+    standard errors of the threshold is borderline, so no single epoch decides the verdict."""
     values = [v for v in val_losses if math.isfinite(v)]
     if not values:
         raise ValueError("no finite validation loss")
     k = tail_epochs(len(values), k)
-    smooth = running_median(values, k)
-    i = min(range(len(smooth)), key=smooth.__getitem__)
-    tail = statistics.median(values[-k:])
-    low = smooth[i]
-    rise = 100 * (tail / low - 1) if low > 0 else 0.0
-    return TailRise(k, tail, low, i + (k + 1) // 2, rise, threshold_pct)
+    tail, low, epoch, rise = _rise(values, k)
+    se = 0.0
+    if k > 1 and len(values) > k:
+        n = len(values)
+        loo = [_rise(values[: n - k + j] + values[n - k + j + 1 :], k)[3] for j in range(k)]
+        mean = statistics.fmean(loo)
+        se = math.sqrt((k - 1) / k * sum((x - mean) ** 2 for x in loo))
+    return TailRise(k, tail, low, epoch, rise, threshold_pct, se)
 
 
 @dataclass

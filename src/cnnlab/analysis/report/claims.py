@@ -83,7 +83,9 @@ def judge(f: Findings) -> list[Claim]:
                 figure="train_acc",
             )
         )
-        v = {"overfits": "confirmed", "none": "contradicted", "mixed": "mixed"}[a.verdict]
+        v = {"overfits": "confirmed", "none": "contradicted", "mixed": "mixed", "borderline": "not_significant"}[
+            a.verdict
+        ]
         out.append(Claim("a_overfits", v, experiment=a, figure="overfitting"))
     long = next((lr for lr in f.long_runs if lr.run.frac == 0.2 and lr.run.dropout == 0.0), None)
     if long is None or long.short is None:

@@ -115,11 +115,9 @@ def discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: dic
             t(
                 "discussion.dropout_overfit."
                 + (
-                    "removed"
-                    if verdicts[0] != "none" and verdicts[1] == "none"
-                    else "kept"
-                    if verdicts[1] != "none"
-                    else "neither"
+                    "neither"
+                    if verdicts[0] == "none"
+                    else {"none": "removed", "borderline": "reduced"}.get(verdicts[1], "kept")
                 ),
                 base=w.name(d20.base),
                 other=w.name(d20.other),

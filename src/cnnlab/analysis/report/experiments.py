@@ -69,9 +69,9 @@ class Experiment:
 
     @property
     def verdict(self) -> str:
-        """overfits (every seed), none (no seed), mixed."""
-        k = self.overfitting_seeds
-        return "overfits" if k == self.n else "none" if k == 0 else "mixed"
+        """overfits, none or borderline when every seed says so; mixed when the seeds disagree."""
+        verdicts = {t.verdict for t in self.tails}
+        return verdicts.pop() if len(verdicts) == 1 else "mixed"
 
     @property
     def min_epoch(self) -> float:
@@ -97,7 +97,7 @@ class Experiment:
                 "seeds_overfitting": self.overfitting_seeds,
                 "seeds": self.n,
                 "rule": "median of the last k validation losses more than threshold_pct above the minimum of their "
-                "running k-epoch median",
+                "running k-epoch median, by more than two jackknife standard errors (else borderline)",
                 "min_epoch_median": self.min_epoch,
                 "min_step_median": self.min_epoch * self.steps_per_epoch,
                 "per_seed": [t.to_dict() for t in self.tails],

@@ -75,6 +75,7 @@ def results(
     overfit = [names[e.key] for e in short if e.verdict == "overfits"]
     calm = [names[e.key] for e in short if e.verdict == "none"]
     mixed = [names[e.key] for e in short if e.verdict == "mixed"]
+    borderline = [names[e.key] for e in short if e.verdict == "borderline"]
     sentences = []
     if overfit:
         sentences.append(t("results.overfit_list", names=t("unit.and").join(overfit)))
@@ -82,6 +83,8 @@ def results(
         sentences.append(t("results.calm_list", names=t("unit.and").join(calm)))
     if mixed:
         sentences.append(t("results.mixed_list", names=t("unit.and").join(mixed)))
+    if borderline:
+        sentences.append(t("results.borderline_list", names=t("unit.and").join(borderline)))
     s.p(" ".join(sentences) if t.lang == "en" else "".join(sentences))
     # 3.3 comparisons
     s.h3(t("results.compare_title"))
