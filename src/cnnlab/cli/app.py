@@ -75,7 +75,7 @@ def command(fn: F) -> F:
                 raise _fail(f"hardware options: {first_line(e, 300)}") from None
             raise
         except TrainingInterrupted as e:  # exit code 128 + signal, as a shell reports a process a signal ended
-            default = "interrupted; the last finished epoch's checkpoint is kept: rerun with --resume"
+            default = "interrupted"  # every stop inside a run says where it stopped and what is kept
             raise _fail(str(e) or default, 128 + e.signum) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None

@@ -259,7 +259,11 @@ def _fit(
     recorder = RunRecorder()
     recorder.observer = observer
     trainer = _trainer(cfg, recorder, precision.used, stop)
-    stop.check()  # asked to stop while the data loaded: no run folder is made
+    try:
+        stop.check()  # asked to stop while the data loaded: no run folder is made
+    except TrainingInterrupted as e:
+        raise TrainingInterrupted(f"interrupted by {e.reason} before the run started; nothing was written", e.reason,
+                                  e.signum) from None  # fmt: skip
     run_dir = _open_run_folder(cfg, trainer, recorder, run_dir, dm, model, precision)
     status = _train(cfg, trainer, recorder, model, dm)
     reporter = trainer.is_global_zero and recorder.board is not None  # DDP workers: rank 0 alone reports the run
