@@ -171,7 +171,8 @@ def write_report(
     fig_lang = figure_lang(lang)
     names = {e.key: Writer(t, findings).label(e) for e in findings.experiments}
     short = [e for e in findings.experiments if e.epochs < 400]
-    lim = F.limits(findings.experiments)
+    # one loss axis and one accuracy axis for every protocol-length figure; a long run's climb gets its own
+    lim = F.limits(short or findings.experiments)
     figures: dict[str, str] = {}
     files: list[Path] = []
     if short:
@@ -181,7 +182,8 @@ def write_report(
         files.append(F.experiment(e, names[e.key], out / f"curves_{e.key}.png", fig_lang, lim))
         figures[f"exp:{e.key}"] = f"curves_{e.key}.png"
     for lr in findings.long_runs:
-        files.append(F.long_run(lr, names, out / f"curves_{lr.run.key}.png", fig_lang, lim))
+        long_lim = F.limits([lr.run] + ([lr.short] if lr.short else []))
+        files.append(F.long_run(lr, names, out / f"curves_{lr.run.key}.png", fig_lang, long_lim))
         figures[f"long:{lr.run.key}"] = f"curves_{lr.run.key}.png"
     if keras:
         files.append(plot_curve_sets(keras[0], out / "keras3_vs_cnnlab.png", lang=fig_lang))

@@ -67,7 +67,9 @@ def overview(
                     c = _curve(e, f"{split}_{metric}")
                     if c is None:
                         continue
-                    label = f"{names[e.key]} ({t['train' if split == 'train' else 'validation']})"
+                    label = t["series"].format(
+                        name=names[e.key], split=t["train" if split == "train" else "validation"]
+                    )
                     ax.plot(
                         c[0],
                         c[1],
@@ -125,7 +127,7 @@ def experiment(
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         seeds = t["seeds_band"].format(n=e.n) if e.n > 1 else t["one_seed"]
-        fig.suptitle(f"{name} — {seeds}; {t['min_smoothed_at']} {e.min_epoch:g}", fontsize=10)
+        fig.suptitle(t["exp_title"].format(name=name, seeds=seeds, epoch=f"{e.min_epoch:g}"), fontsize=10)
         fig.tight_layout()
         return save_figure(fig, path)
 
