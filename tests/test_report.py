@@ -71,7 +71,7 @@ def test_a_one_seed_comparison_is_marked_and_never_claimed(tmp_path):
     assert all(e.test == "none" and e.verdict == "one seed" and e.p_value is None for e in c.effects.values())
     report = write_report([str(a), str(b)], tmp_path / "ja", lang="ja")
     md = (report.out / "REPORT.md").read_text()
-    assert "なし（シード 1 個）" in md and "シード 1 個のため検定なし" in md
+    assert "なし（一方がシード 1 個）" in md and "シード 1 個の条件を含むため検定なし" in md
 
 
 def test_a_small_difference_is_not_significant(tmp_path):

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .classes import CLASS_NAMES as CLASS_NAMES  # its home is classes.py, light enough for the CLI
 from ..errors import CnnlabError
 from . import check_fractions
+from .classes import CLASS_NAMES as CLASS_NAMES  # its home is classes.py, light enough for the CLI
 from .idx import read_idx
 
 FILES = {

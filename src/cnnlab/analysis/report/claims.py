@@ -31,6 +31,9 @@ class Claim:
 
     def because(self, w: Any) -> str:
         """The evidence, in the writer's language."""
+        if self.effect is not None and self.id == "c_val_acc_close":  # judged by the interval against 3 points
+            return w.t("claim_because.close", diff=w.diff(self.effect), ci=w.interval(self.effect),
+                       evidence=w.evidence(self.effect))  # fmt: skip
         if self.effect is not None:
             return w.evidence(self.effect)
         if self.experiment is not None:

@@ -66,7 +66,8 @@ def discussion(w: Writer, layers: list[Layer], ctx: dict[str, Any], figures: dic
     big = f.experiment(1.0, 0.0)
     # overfitting, in epochs and in optimizer steps
     s.h3(t("discussion.overfit_title"))
-    fig = w.num.f("overview") if "overview" in figures else 0
+    own = f"exp:{a.key}" if a is not None else ""
+    fig = w.num.f(own) if own in figures else w.num.f("overview") if "overview" in figures else 0
     if a is not None:
         s.p(
             t(
@@ -265,7 +266,8 @@ def _training_metrics(w: Writer, c: Comparison) -> str:
         on = sum(r[0] for r in rows) / len(rows)
         off = sum(r[1] for r in rows) / len(rows)
         which = t("unit.seed_list", seeds=w.join([str(r[2]) for r in rows]))
-        return base + t("discussion.train_eval", on=w.v(on), off=w.v(off), diff=w.pts(off - on), seeds=which)
+        key = "discussion.train_eval" if off >= on else "discussion.train_eval_lower"
+        return base + t(key, on=w.v(on), off=w.v(off), diff=w.pts(off - on), seeds=which)
     return base + t("discussion.train_eval_missing")
 
 

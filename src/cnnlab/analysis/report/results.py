@@ -286,7 +286,7 @@ def _layer_results(w: Writer, layers: list[Layer], figures: dict[str, str]) -> l
                 caption = t(
                     f"results.layer_fig.{kind}",
                     net=layer.network,
-                    title=layer.title,
+                    title=_model_of(w, layer, quoted=False),
                     image=_image_of(t, name.split("_overview")[0]),
                     activation=layer.activation,
                 )
@@ -294,11 +294,13 @@ def _layer_results(w: Writer, layers: list[Layer], figures: dict[str, str]) -> l
     return out
 
 
-def _model_of(w: Writer, layer: Layer) -> str:
+def _model_of(w: Writer, layer: Layer, quoted: bool = True) -> str:
     """The network a filters folder looked at: the experiment's name when it is one of the report's runs."""
     run = layer.title.removeprefix("cnnlab ")
     e = next((e for e in w.f.experiments if any(Path(d).parent.name == run for d in e.run_dirs)), None)
-    return w.name(e) if e is not None else layer.title
+    if e is None:
+        return layer.title
+    return w.name(e) if quoted else w.label(e)
 
 
 def _image_of(t: Catalog, name: str) -> str:
