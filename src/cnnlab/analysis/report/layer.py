@@ -77,11 +77,8 @@ def read_layer(folder: str | os.PathLike[str]) -> Layer:
     overviews = sorted(p.name for p in folder.glob("*_overview.png"))
     figures = [n for n in ("filters.png", "filters_rgb.png") if (folder / n).is_file()] + overviews
     figures += [n for n in ("tuning_hue.png", "tuning_orientation.png") if (folder / n).is_file()]
-    network = summary.get("network") or (
-        "InceptionV3"
-        if filt and len(filt) and "colour_energy" in filt[0] and summary.get("tuning", {}).get("hue")
-        else "Fashion-MNIST CNN"
-    )
+    # summaries written before "network" was recorded: only InceptionV3 (colour input) has hue tuning
+    network = summary.get("network") or ("InceptionV3" if tuning.get("hue") else "Fashion-MNIST CNN")
     return Layer(
         folder=folder,
         network=network,

@@ -136,7 +136,7 @@ class Writer:
             return self.seeds(n[0]) + self.t("unit.per_side")
         return self.t("unit.seeds_sides", a=n[0], b=n[1])
 
-    def interval(self, e: Effect, scale: float = 1.0) -> str:
+    def interval(self, e: Effect) -> str:
         if e.low is None or e.high is None:
             return "-"
         if e.metric.startswith("holdout") or e.metric.endswith("acc"):
@@ -180,12 +180,9 @@ class Writer:
             base=self.name(c.base),
             other=self.name(c.other),
             evidence=self.evidence(e),
-            before=self.effect_value(e, e.before.mean),
-            after=self.effect_value(e, e.after.mean),
+            before=self.v(e.before.mean),
+            after=self.v(e.after.mean),
         )
-
-    def effect_value(self, e: Effect, x: float) -> str:
-        return self.v(x)
 
 
 _DEFAULTS = {"optimizer": "rmsprop", "init": "keras", "lr": 1e-4, "batch_size": 32}
